@@ -1,0 +1,142 @@
+"""Models on disk and in memory: the adapter chain, seeds, devices and batched sampling.
+
+Why a chain: every training stage trains a LoRA adapter (MBs, cheap to version with DVC) instead of writing a
+full copy of the weights. `models/sft/` is an adapter on `models/base/`; `models/policy/` is an adapter on the
+SFT model (the SFT adapter merged into the base in memory). Each stage output holds `alignflow_model.json`
+naming its chain, and `load_causal_lm` rebuilds the model by merging the chain in order. With the last adapter
+kept unmerged, `model.disable_adapter()` gives the reference model for free (no second copy of the weights).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+CHAIN_FILE = "alignflow_model.json"
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+    from transformers import set_seed
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    set_seed(seed)
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def write_chain(out_dir: str | Path, base: str | Path, adapters: Sequence[str | Path], **extra: Any) -> None:
+    """Record how to rebuild the model saved in `out_dir` (paths relative to the project root)."""
+    info = {"base": str(base), "adapters": [str(a) for a in adapters], **extra}
+    Path(out_dir, CHAIN_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+
+
+def read_chain(model_dir: str | Path) -> dict[str, Any]:
+    """A plain model directory (no chain file) is its own base with no adapters."""
+    f = Path(model_dir, CHAIN_FILE)
+    if not f.exists():
+        return {"base": str(model_dir), "adapters": []}
+    return json.loads(f.read_text(encoding="utf-8"))
+
+
+def load_tokenizer(model_dir: str | Path, padding_side: str = "left"):
+    """Tokenizers are saved beside every stage output; left padding is what generation needs."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    tok.padding_side = padding_side
+    if tok.pad_token is None:
+        raise ValueError(f"{model_dir}: tokenizer has no pad token (prepare_model sets one; re-run it)")
+    return tok
+
+
+def load_causal_lm(model_dir: str | Path, merge_last: bool = True, dtype: Any = None):
+    """Rebuild base + adapters. With merge_last=False the last adapter stays a live PeftModel (trainable)."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    chain = read_chain(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(chain["base"], dtype=dtype or torch.float32)
+    adapters = list(chain["adapters"])
+    for i, adapter in enumerate(adapters):
+        last = i == len(adapters) - 1
+        model = PeftModel.from_pretrained(model, adapter, is_trainable=last and not merge_last)
+        if not last or merge_last:
+            model = model.merge_and_unload()
+    model.config.use_cache = True
+    return model.to(device()).eval()
+
+
+def generate(
+    model,
+    tokenizer,
+    prompts: list[list[dict[str, str]]],
+    *,
+    max_new_tokens: int,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    top_k: int = 0,
+    num_return_sequences: int = 1,
+    batch_size: int = 32,
+    seed: int | None = None,
+    desc: str = "generate",
+) -> list[list[dict[str, Any]]]:
+    """Sample completions for chat prompts; returns, per prompt, a list of dicts (text, n_tokens, eos).
+
+    Prompts are sorted by length before batching so that left padding wastes little compute; results come back in
+    the caller's order. Generation stops at the tokenizer's EOS (the chat template's end-of-turn token).
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    results: list[list[dict[str, Any]]] = [[] for _ in texts]
+    eos_id = tokenizer.eos_token_id
+    do_sample = temperature > 0
+    per_batch = max(1, batch_size // max(1, num_return_sequences))
+    with torch.inference_mode(), tqdm(total=len(texts), desc=desc, disable=_quiet()) as bar:
+        for start in range(0, len(order), per_batch):
+            idx = order[start : start + per_batch]
+            enc = tokenizer(
+                [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
+            ).to(model.device)
+            out = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=do_sample,
+                temperature=temperature if do_sample else None,
+                top_p=top_p if do_sample else None,
+                top_k=top_k if do_sample else None,
+                num_return_sequences=num_return_sequences,
+                pad_token_id=tokenizer.pad_token_id,
+                eos_token_id=eos_id,
+            )
+            new = out[:, enc["input_ids"].shape[1] :]
+            for row, seq in enumerate(new.tolist()):
+                has_eos = eos_id in seq
+                ids = seq[: seq.index(eos_id)] if has_eos else [t for t in seq if t != tokenizer.pad_token_id]
+                text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+                results[idx[row // num_return_sequences]].append(
+                    {"text": text, "n_tokens": len(ids) + int(has_eos), "eos": has_eos}
+                )
+            bar.update(len(idx))
+    return results
+
+
+def _quiet() -> bool:
+    return os.environ.get("ALIGNFLOW_QUIET", "") == "1"

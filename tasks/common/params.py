@@ -1,0 +1,191 @@
+"""Typed view of params.yaml.
+
+Parsed once, with `extra="forbid"` everywhere, so a typo fails at load time and names the key
+(`train_reward.trainer` is the exception: it holds TRL config kwargs, which TRL itself validates).
+Light on imports on purpose: the CLI and dvc.yaml templating read this without loading torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+PARAMS_FILE = "params.yaml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Paths(_Strict):
+    """Where each stage reads and writes; dvc.yaml reads the same keys through ${paths.*}."""
+
+    base_model: str = "models/base"
+    validated: str = "data/validated"
+    sft_model: str = "models/sft"
+    sft_checkpoints: str = "checkpoints/sft"
+    preferences: str = "data/preferences"
+    reward_model: str = "models/reward"
+    reward_checkpoints: str = "checkpoints/train_reward"
+    policy_model: str = "models/policy"
+    align_checkpoints: str = "checkpoints/align"
+    reports: str = "reports"
+    metrics: str = "metrics"
+
+
+class PrepareModelParams(_Strict):
+    source: str = Field("smollm2-gguf", description="hub id, local dir, .gguf file, or 'smollm2-gguf'")
+    gguf_file: str | None = None
+    revision: str | None = None
+
+
+class DataParams(_Strict):
+    prompts_train: str = "data/raw/prompts_train.jsonl"
+    prompts_eval: str = "data/raw/prompts_eval.jsonl"
+    sft: str = "data/raw/sft.jsonl"
+    prompt_template: str = "{prompt}"
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _has_slot(cls, v: str) -> str:
+        if "{prompt}" not in v:
+            raise ValueError("prompt_template must contain the placeholder {prompt}")
+        return v
+
+
+class ValidateParams(_Strict):
+    on_error: Literal["fail", "drop"] = "fail"
+    max_drop_fraction: float = Field(0.02, ge=0.0, le=1.0)
+    max_chars: int = Field(4000, gt=0)
+    max_tokens: int = Field(512, gt=0)
+
+
+class LoraParams(_Strict):
+    """peft.LoraConfig kwargs we expose; task_type is set by each stage."""
+
+    r: int = Field(16, gt=0)
+    lora_alpha: int = 32
+    lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: str | list[str] = "all-linear"
+
+
+class GenerationParams(_Strict):
+    max_new_tokens: int = Field(40, gt=0)
+    temperature: float = Field(1.0, gt=0.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+
+
+class SftParams(_Strict):
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    lora: LoraParams = LoraParams()
+    trainer: dict[str, Any] = {}
+
+
+class CollectPreferencesParams(_Strict):
+    source: Literal["gold", "file"] = "gold"
+    file: str | None = None
+    samples_per_prompt: int = Field(4, ge=2)
+    max_prompts: int | None = Field(None, gt=0)
+    min_margin: float = Field(0.3, ge=0.0)
+    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    batch_size: int = Field(32, gt=0)
+    generation: GenerationParams = GenerationParams()
+
+    @field_validator("file")
+    @classmethod
+    def _file_exists_is_checked_later(cls, v: str | None) -> str | None:
+        return v or None
+
+
+class TrainRewardParams(_Strict):
+    lora: LoraParams = LoraParams()
+    trainer: dict[str, Any] = {}
+
+
+AlignMethod = Literal["dpo", "ipo", "robust", "hinge", "kto", "simpo"]
+
+
+class AlignParams(_Strict):
+    method: AlignMethod = "dpo"
+    lora: LoraParams = LoraParams()
+    beta: float = Field(0.1, gt=0.0)
+    label_smoothing: float = Field(0.1, ge=0.0, lt=0.5)
+    simpo_beta: float = Field(2.0, gt=0.0)
+    simpo_gamma: float = Field(0.5, ge=0.0)
+    trainer: dict[str, Any] = {}
+
+
+class EvaluateParams(_Strict):
+    max_prompts: int | None = Field(100, gt=0)
+    samples_per_prompt: int = Field(2, ge=1)
+    batch_size: int = Field(32, gt=0)
+    generation: GenerationParams = GenerationParams()
+
+
+class PipelineParams(_Strict):
+    experiment: str = "alignflow"
+    registered_model: str = "alignflow-policy"
+    cron: str = "0 3 * * *"
+    gpu_concurrency: int = Field(1, ge=1)
+    stage_retries: int = Field(1, ge=0)
+
+
+class Params(_Strict):
+    seed: int = 42
+    paths: Paths = Paths()
+    prepare_model: PrepareModelParams = PrepareModelParams()
+    data: DataParams = DataParams()
+    validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    sft: SftParams = SftParams()
+    collect_preferences: CollectPreferencesParams = CollectPreferencesParams()
+    train_reward: TrainRewardParams = TrainRewardParams()
+    align: AlignParams = AlignParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    pipeline: PipelineParams = PipelineParams()
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @property
+    def validate_params(self) -> ValidateParams:
+        return self.validate_
+
+
+class ParamsError(ValueError):
+    """params.yaml is unreadable or has a bad key/value; the message names the file and the key."""
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: not found (run from the project root, where params.yaml lives)") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+    return parse_params(raw, source=str(path))
+
+
+def parse_params(raw: dict[str, Any], source: str = PARAMS_FILE) -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate")
+            lines.append(f"  {key}: {err['msg']}")
+        raise ParamsError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Nested dict update (override wins); used for params overlays (examples/*, the tiny test config)."""
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

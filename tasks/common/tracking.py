@@ -1,0 +1,105 @@
+"""MLflow glue: one child run per stage under the pipeline's parent run.
+
+The Prefect pipeline flow opens the parent run and passes its id to each stage process through
+ALIGNFLOW_PARENT_RUN_ID (stages run in their own process, via `dvc repro`), so a stage run by hand or by
+`dvc repro` is a top-level run and the same stage under `alignflow run` is a child. TRL's MLflowCallback
+logs into whichever run is active, i.e. the stage's run.
+
+Embedded default: `sqlite:///mlflow.db` with artifacts in ./mlartifacts; MLFLOW_TRACKING_URI points elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+PARENT_ENV = "ALIGNFLOW_PARENT_RUN_ID"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+
+
+def configure(experiment: str) -> str:
+    """Point MLflow at the tracking store and experiment; returns the experiment id."""
+    import mlflow
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(uri)
+    exp = mlflow.get_experiment_by_name(experiment)
+    if exp is None:
+        location = Path(ARTIFACT_DIR).resolve().as_uri() if uri.startswith("sqlite:") else None
+        try:
+            return mlflow.create_experiment(experiment, artifact_location=location)
+        except Exception:  # created meanwhile by a concurrent stage
+            exp = mlflow.get_experiment_by_name(experiment)
+            if exp is None:
+                raise
+    return exp.experiment_id
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out
+
+
+@contextlib.contextmanager
+def stage_run(stage: str, params: Any, section: dict[str, Any] | None = None) -> Iterator[Any]:
+    """Open the stage's MLflow run (child of the pipeline run when there is one) and log its params section."""
+    import mlflow
+
+    experiment_id = configure(params.pipeline.experiment)
+    parent = os.environ.get(PARENT_ENV) or None
+    tags = {"alignflow.stage": stage, "git_sha": git_sha(), "seed": str(params.seed)}
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=stage, parent_run_id=parent, tags=tags
+    ) as run:
+        if section:
+            flat = {k: str(v)[:6000] for k, v in flatten(section, stage).items()}
+            mlflow.log_params(flat)
+        mlflow.log_param("seed", params.seed)
+        yield run
+
+
+def log_dataset(path: str | Path, rows: list[dict[str, Any]], context: str, name: str | None = None) -> None:
+    """Record a dataset input (with MLflow's content digest) on the active run."""
+    import mlflow
+    import pandas as pd
+
+    df = pd.DataFrame([{k: _cell(v) for k, v in r.items()} for r in rows])
+    ds = mlflow.data.from_pandas(df, source=str(path), name=name or Path(path).stem)
+    mlflow.log_input(ds, context=context)
+
+
+def _cell(v: Any) -> Any:
+    import json
+
+    return v if isinstance(v, (str, int, float, bool)) or v is None else json.dumps(v, ensure_ascii=False)
+
+
+def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
+    """Log only finite numbers (MLflow rejects NaN in some stores and they break comparisons)."""
+    import math
+
+    import mlflow
+
+    clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+    if clean:
+        mlflow.log_metrics(clean, step=step)

@@ -1,0 +1,53 @@
+"""Shared fixtures: a tiny model built once per session, and a throw-away project directory.
+
+`project` copies the shipped params.yaml (with tests/params.tiny.yaml merged over it) and data/raw into a
+temporary directory and chdirs there, so every stage runs exactly as in the repo, on tiny budgets, with its own
+MLflow store (sqlite:///mlflow.db in that directory).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.tiny_model import build_tiny_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+os.environ.setdefault("ALIGNFLOW_QUIET", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.pop("MLFLOW_TRACKING_URI", None)
+os.environ.pop("ALIGNFLOW_PARENT_RUN_ID", None)
+
+
+def tiny_params(model_dir: str | Path, **overrides) -> dict:
+    """The shipped params.yaml with the tiny overlay (and any keyword overrides) merged in."""
+    from tasks.common.params import deep_merge
+
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = deep_merge(raw, yaml.safe_load((REPO / "tests/params.tiny.yaml").read_text()))
+    raw = deep_merge(raw, {"prepare_model": {"source": str(model_dir)}})
+    return deep_merge(raw, overrides)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model")
+
+
+@pytest.fixture
+def project(tmp_path, tiny_model_dir, monkeypatch) -> Path:
+    """A temporary project root with params.yaml (tiny) and data/raw; cwd is set to it."""
+    shutil.copytree(REPO / "data" / "raw", tmp_path / "data" / "raw")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model_dir), sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write_params(root: Path, params: dict) -> None:
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
