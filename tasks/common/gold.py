@@ -1,0 +1,27 @@
+"""The default task's gold judge: VADER compound sentiment of the continuation (DESIGN.md §6).
+
+VADER (Hutto & Gilbert 2014) is a published lexicon-and-rules sentiment model; its compound score lies in
+[-1, 1]. It stands in for the human raters of the DPO paper's IMDb experiment (which used a sentiment
+classifier): collect_preferences labels sampled pairs with it and evaluate reports it as ground truth. Only the
+continuation is scored, never the prompt, so a policy cannot gain reward from text it did not write.
+"""
+
+from __future__ import annotations
+
+import functools
+
+LABELLER = "vader"
+
+
+@functools.lru_cache(maxsize=1)
+def _analyzer():
+    """One analyzer per process: building it parses the lexicon (~10 ms), scoring is ~0.1 ms per text."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    return SentimentIntensityAnalyzer()
+
+
+def gold_scores(texts: list[str]) -> list[float]:
+    """VADER compound sentiment in [-1, 1] of each text (an empty text scores 0.0)."""
+    analyzer = _analyzer()
+    return [float(analyzer.polarity_scores(t)["compound"]) for t in texts]

@@ -1,0 +1,125 @@
+"""The whole tiny pipeline, for real: Prefect (test harness server) → dvc repro per stage → MLflow on SQLite.
+
+One module-scoped run in a throw-away git + DVC repository (a copy of the project with the tiny params), then
+several assertions on what it left: dvc.lock, metrics, MLflow parent/child runs, the registered policy, a no-op
+`dvc repro`, `dvc exp run -S`, and `dvc metrics diff`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import REPO, tiny_params
+
+pytestmark = pytest.mark.slow
+
+STAGES = ["prepare_model", "validate", "sft", "collect_preferences", "train_reward", "align", "evaluate"]
+
+
+def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+
+
+def make_repo(root: Path, model_dir: Path, **overrides) -> Path:
+    """A git + DVC repository holding the project's code, dvc.yaml, data/raw and tiny params."""
+    for name in ("tasks", "flows", "data/raw"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(model_dir, **overrides), sort_keys=False))
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.autostage", "true"],
+                ["git", "add", "-A"], ["git", "commit", "-qm", "tiny project"]):
+        r = _sh(cmd if cmd[0] == "git" else [str(Path(sys.executable).parent / cmd[0]), *cmd[1:]], root)
+        assert r.returncode == 0, r.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory, tiny_model_dir):
+    from prefect.testing.utilities import prefect_test_harness
+
+    root = make_repo(tmp_path_factory.mktemp("e2e"), tiny_model_dir)
+    old = Path.cwd()
+    os.chdir(root)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    try:
+        with prefect_test_harness():
+            from flows.pipeline import pipeline_flow
+
+            summary = pipeline_flow()
+        yield root, summary
+    finally:
+        os.chdir(old)
+
+
+def test_every_stage_ran_and_locked(pipeline_run):
+    root, summary = pipeline_run
+    assert [o["stage"] for o in summary["stages"]] == STAGES
+    assert all(o["status"] == "ran" for o in summary["stages"])
+    lock = yaml.safe_load((root / "dvc.lock").read_text())
+    assert set(lock["stages"]) == set(STAGES)
+    assert (root / "models/policy/alignflow_model.json").exists()
+
+
+def test_eval_metrics_written(pipeline_run):
+    root, _ = pipeline_run
+    metrics = json.loads((root / "metrics/eval.json").read_text())
+    flat = json.dumps(metrics)
+    for key in ("gold_reward", "kl", "distinct"):
+        assert key in flat
+    assert (root / "reports/eval/report.html").stat().st_size > 1000
+
+
+def test_mlflow_parent_and_children(pipeline_run):
+    import mlflow
+
+    root, summary = pipeline_run
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    parent = mlflow.get_run(summary["mlflow_run_id"])
+    assert parent.data.tags["alignflow.stage"] == "pipeline"
+    assert set(STAGES) <= {k.removeprefix("dvc.lock.") for k in parent.data.tags if k.startswith("dvc.lock.")}
+    children = mlflow.search_runs(
+        filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'",
+        output_format="list",
+        search_all_experiments=True,
+    )
+    by_stage = {c.data.tags["alignflow.stage"]: c for c in children}
+    assert set(by_stage) == set(STAGES)
+    assert "train/loss" in by_stage["sft"].data.metrics or "train_loss" in by_stage["sft"].data.metrics
+    assert by_stage["sft"].data.tags.get("dvc.lock_hash")
+    assert by_stage["sft"].inputs.dataset_inputs, "SFT run records its dataset inputs"
+    assert summary["registered_version"]
+    versions = mlflow.MlflowClient().search_model_versions("name = 'alignflow-policy'")
+    assert len(versions) == 1 and versions[0].run_id == parent.info.run_id
+
+
+def test_second_repro_is_a_noop(pipeline_run):
+    root, _ = pipeline_run
+    r = _sh(["dvc", "repro"], root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for stage in STAGES:
+        assert f"'{stage}' didn't change" in r.stdout, r.stdout
+    status = _sh(["dvc", "status", "--json"], root)
+    assert json.loads(status.stdout or "{}") == {}
+
+
+def test_experiment_and_metrics_diff(pipeline_run):
+    root, _ = pipeline_run
+    _sh(["git", "add", "-A"], root)
+    assert _sh(["git", "commit", "-qm", "baseline run"], root).returncode == 0
+    r = _sh(["dvc", "exp", "run", "-S", "align.beta=0.2"], root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Running stage 'align'" in r.stdout and "Running stage 'sft'" not in r.stdout
+    diff = _sh(["dvc", "metrics", "diff", "--json", "HEAD"], root)
+    assert diff.returncode == 0, diff.stderr
+    plots = _sh(["dvc", "plots", "diff", "-o", str(root / "plots_html")], root)
+    assert plots.returncode == 0, plots.stderr
