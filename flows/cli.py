@@ -43,7 +43,10 @@ def _run(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from tasks.validate import validate_cli
 
-    return validate_cli(args.kind, args.files, on_error=args.on_error, max_drop_fraction=args.max_drop_fraction)
+    kwargs = {"report": args.report} if args.report else {}
+    return validate_cli(
+        args.kind, args.files, on_error=args.on_error, max_drop_fraction=args.max_drop_fraction, **kwargs
+    )
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -76,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--kind", required=True, choices=["prompts", "sft", "preference", "kto"])
     val.add_argument("--on-error", choices=["fail", "drop"], default=None, help="default: params.yaml or fail")
     val.add_argument("--max-drop-fraction", type=float, default=None)
+    val.add_argument("--report", default=None, help="HTML report path (default reports/checks/cli-report.html)")
     val.add_argument("files", nargs="+")
     val.set_defaults(fn=_validate)
 

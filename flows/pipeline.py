@@ -46,9 +46,12 @@ def stage_order(root: str | Path = ".") -> list[str]:
     from dvc.repo import Repo
 
     with Repo(str(root)) as repo:
-        graph = repo.index.graph
-        ordered = list(reversed(list(nx.topological_sort(graph))))
-        return [s.name for s in ordered if s.path_in_repo.endswith("dvc.yaml")]
+        stages = [s for s in repo.index.stages if s.path_in_repo.endswith("dvc.yaml")]
+        position = {s: i for i, s in enumerate(stages)}
+        # dvc's graph edges point from a stage to its dependencies; reverse for execution order, and break ties
+        # by the order of dvc.yaml so the run order is stable from run to run.
+        graph = repo.index.graph.reverse().subgraph(stages)
+        return [s.name for s in nx.lexicographical_topological_sort(graph, key=position.__getitem__)]
 
 
 def stage_is_stale(stage: str, root: str | Path = ".") -> bool:
@@ -75,7 +78,9 @@ def repro_stage(stage: str, parent_run_id: str | None) -> dict[str, Any]:
     if not stage_is_stale(stage):
         logger.info("stage %s is up to date: skipped", stage)
         return {"stage": stage, "status": "skipped", "seconds": 0.0}
-    env = dict(os.environ)
+    # dvc.yaml's `python -m tasks.<stage>` must find this environment's python, even when `alignflow` was
+    # started by its full path without activating the venv.
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if parent_run_id:
         env[PARENT_ENV] = parent_run_id
     logger.info("running stage %s: dvc repro --single-item %s", stage, stage)

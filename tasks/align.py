@@ -1,0 +1,242 @@
+"""Align the SFT model on preference pairs with a method of the DPO family (TRL), as a LoRA adapter.
+
+`align.method` picks the loss through METHODS below (one plain mapping):
+  dpo    −log σ(β·Δ), Δ = [log π/π_ref](y_w) − [log π/π_ref](y_l)    (Rafailov et al. 2023)   DPOTrainer "sigmoid"
+  ipo    (Δ/|y| − 1/(2τ))², τ = align.beta, Δ averaged per token      (Azar et al. 2023)       DPOTrainer "ipo"
+  robust cDPO/rDPO with label noise ε = align.label_smoothing          (Chowdhury et al. 2024)  DPOTrainer "robust"
+  hinge  max(0, 1 − β·Δ)                                               (SLiC, Zhao et al. 2023) DPOTrainer "hinge"
+  kto    unpaired: each pair gives its chosen as desirable and its rejected as undesirable (Ethayarajh et al. 2024)
+  simpo  reference-free −log σ(β·Δavglogp − γ), β = simpo_beta, γ = simpo_gamma (tasks/common/losses.py)
+
+The model is the SFT model with its adapter merged in memory; TRL adds a fresh LoRA (align.lora), and with
+`ref_model=None` the reference is that same model with the adapter disabled, i.e. the SFT model — one copy of the
+weights. The pairs are only ever used in the orientation their label says (label < 0.5 flips a pair).
+
+Reads  models/sft (chain), data/preferences/{train,eval}.jsonl
+Writes models/policy/ (adapter + tokenizer + chain base → sft → policy), metrics/align.json, plots/align.csv
+
+    dvc repro align
+    alignflow run
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tasks.common.io import atomic_dir, atomic_write_text, read_jsonl, write_json
+from tasks.common.params import Params
+from tasks.common.stage import StageError, stage_main
+
+log = logging.getLogger("alignflow.align")
+
+# Set by the stage from its own params; in align.trainer they would silently disagree with align.* or the paths.
+RESERVED = {"beta", "loss_type", "label_smoothing", "output_dir", "seed", "report_to", "desirable_weight",
+            "undesirable_weight"}
+# TRL's defaults are GPU defaults: bf16 autocast and gradient checkpointing. For a 135M model with LoRA on CPU,
+# activation memory is small and checkpointing only adds a second forward; fp32 keeps the log-ratio Δ exact.
+# align.trainer overrides either.
+TRAINER_DEFAULTS = {"bf16": False, "gradient_checkpointing": False}
+
+
+def run_align(params: Params) -> dict[str, float]:
+    """Files in, files out, metrics returned."""
+    from tasks.common.modeling import load_causal_lm, load_tokenizer, read_chain, seed_everything, write_chain
+    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+
+    cfg, paths = params.align, params.paths
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # offline machine: no pings from TRL
+    seed_everything(params.seed)
+    with stage_run("align", params, cfg.model_dump()):
+        # Data
+        train_file, eval_file = Path(paths.preferences, "train.jsonl"), Path(paths.preferences, "eval.jsonl")
+        for needed in (train_file, Path(paths.sft_model)):
+            if not needed.exists():
+                raise StageError(f"align: {needed} not found (run collect_preferences / sft first)")
+        train_pairs = oriented_pairs(read_jsonl(train_file))
+        eval_pairs = oriented_pairs(read_jsonl(eval_file)) if eval_file.exists() else []
+        if not train_pairs:
+            raise StageError(f"align: {train_file} has no usable pairs (all labels 0.5?)")
+        log_dataset(train_file, train_pairs, context="training", name="preferences_train")
+
+        # Model: the SFT adapter merged in; TRL wraps it with the new LoRA (peft_config).
+        model = load_causal_lm(paths.sft_model)
+        tok = load_tokenizer(paths.sft_model)
+        build, extra = METHODS[cfg.method]
+        trainer = build(params, model, tok, train_pairs, eval_pairs, extra)
+
+        # Train
+        result = trainer.train()
+        eval_metrics = trainer.evaluate() if eval_pairs else {}
+
+        # Save: the adapter, the tokenizer and the chain that rebuilds base → sft → policy.
+        sft_chain = read_chain(paths.sft_model)
+        with atomic_dir(paths.policy_model) as out:
+            trainer.model.save_pretrained(out)
+            tok.save_pretrained(out)
+            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method=cfg.method)
+
+        metrics = summary_metrics(trainer.state.log_history, eval_metrics)
+        metrics["train/mean_loss"] = float(result.training_loss)
+        metrics["train/runtime_s"] = float(result.metrics.get("train_runtime", 0.0))
+        metrics["train/pairs"] = len(train_pairs)
+        write_json(Path(paths.metrics) / "align.json", metrics)
+        atomic_write_text("plots/align.csv", curves_csv(trainer.state.log_history))
+        log_metrics(metrics)
+    return metrics
+
+
+def oriented_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """prompt/chosen/rejected only, chosen = the preferred side: label < 0.5 swaps, label 0.5 (no preference) drops."""
+    out = []
+    for r in rows:
+        label = r.get("label", 1.0)
+        if label is None or label > 0.5:
+            out.append({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
+        elif label < 0.5:
+            out.append({"prompt": r["prompt"], "chosen": r["rejected"], "rejected": r["chosen"]})
+    return out
+
+
+def unpaired(pairs: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
+    """KTO rows: chosen → desirable (True), rejected → undesirable (False), shuffled with the seed.
+
+    Shuffled because KTOTrainer reads rows in order and builds its KL estimate from mismatched (prompt, completion)
+    pairs by rotating completions within a batch: the two rows of one pair side by side would be "mismatched" with
+    their own prompt.
+    """
+    rows = [{"prompt": p["prompt"], "completion": p[side], "label": side == "chosen"}
+            for p in pairs for side in ("chosen", "rejected")]
+    random.Random(seed).shuffle(rows)
+    return rows
+
+
+def _config_kwargs(params: Params) -> dict[str, Any]:
+    cfg = params.align
+    reserved = RESERVED & set(cfg.trainer)
+    if reserved:
+        raise StageError(f"align.trainer: {sorted(reserved)} are set by the stage (use align.beta etc.); remove them")
+    return {
+        **TRAINER_DEFAULTS,
+        **cfg.trainer,
+        "output_dir": params.paths.align_checkpoints,
+        "seed": params.seed,
+        "report_to": ["mlflow"],
+        "disable_tqdm": os.environ.get("ALIGNFLOW_QUIET", "") == "1",
+        "beta": cfg.beta,
+    }
+
+
+def _lora(params: Params):
+    from peft import LoraConfig
+
+    return LoraConfig(task_type="CAUSAL_LM", **params.align.lora.model_dump())
+
+
+def _dpo(params, model, tok, train_pairs, eval_pairs, extra):
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    args = DPOConfig(**_config_kwargs(params), **extra)
+    return DPOTrainer(
+        model=model,
+        ref_model=None,  # PEFT: the reference is the model with the adapter disabled (the SFT model)
+        args=args,
+        train_dataset=Dataset.from_list(train_pairs),
+        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        processing_class=tok,
+        peft_config=_lora(params),
+    )
+
+
+def _simpo(params, model, tok, train_pairs, eval_pairs, extra):
+    from datasets import Dataset
+    from trl import DPOConfig
+
+    from tasks.common.losses import SimPOTrainer
+
+    args = DPOConfig(**{**_config_kwargs(params), "beta": params.align.simpo_beta})
+    return SimPOTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_pairs),
+        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        processing_class=tok,
+        peft_config=_lora(params),
+        gamma=params.align.simpo_gamma,
+    )
+
+
+def _kto(params, model, tok, train_pairs, eval_pairs, extra):
+    from datasets import Dataset
+    from trl import KTOConfig, KTOTrainer
+
+    rows = unpaired(train_pairs, params.seed)
+    n_desirable = sum(r["label"] for r in rows)
+    # KTO paper eq. 8: keep λ_D·n_D / (λ_U·n_U) in [1, 4/3]. Rows derived from pairs have n_D = n_U, so λ_U = 1 and
+    # λ_D = n_U/n_D (= 1) put the ratio at exactly 1; the formula also holds if the two counts ever differ.
+    undesirable_weight = 1.0
+    desirable_weight = (len(rows) - n_desirable) / max(n_desirable, 1)
+    args = KTOConfig(**_config_kwargs(params), desirable_weight=desirable_weight,
+                     undesirable_weight=undesirable_weight)
+    return KTOTrainer(
+        model=model,
+        ref_model=None,
+        args=args,
+        train_dataset=Dataset.from_list(rows),
+        eval_dataset=Dataset.from_list(unpaired(eval_pairs, params.seed)) if eval_pairs else None,
+        processing_class=tok,
+        peft_config=_lora(params),
+    )
+
+
+# align.method → (trainer builder, extra config kwargs). TRL's loss names are given verbatim.
+METHODS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "dpo": (_dpo, {"loss_type": ["sigmoid"]}),
+    "ipo": (_dpo, {"loss_type": ["ipo"]}),
+    "robust": (_dpo, {"loss_type": ["robust"]}),
+    "hinge": (_dpo, {"loss_type": ["hinge"]}),
+    "kto": (_kto, {}),
+    "simpo": (_simpo, {}),
+}
+
+
+def summary_metrics(log_history: list[dict[str, Any]], eval_metrics: dict[str, float]) -> dict[str, float]:
+    """Last logged training values (train/loss, train/rewards/margins, ...) and the held-out eval values."""
+    last: dict[str, float] = {}
+    for entry in log_history:
+        if "loss" in entry:
+            last.update(entry)
+    keys = ["loss", "rewards/margins", "rewards/accuracies", "rewards/chosen", "rewards/rejected", "kl"]
+    out = {f"train/{k}": float(last[k]) for k in keys if k in last}
+    out["train/steps"] = float(last.get("step", 0))
+    for key, value in eval_metrics.items():
+        name = key.removeprefix("eval_")
+        if name in keys:
+            out[f"eval/{name}"] = float(value)
+    return out
+
+
+def curves_csv(log_history: list[dict[str, Any]]) -> str:
+    """Per-step training curves for `dvc plots`: step, train_loss, train_rewards_margins, ..."""
+    rows = [
+        {"step": e["step"], **{f"train_{k.replace('/', '_')}": v for k, v in e.items() if k not in ("step", "epoch")}}
+        for e in log_history
+        if "loss" in e
+    ]
+    columns = ["step"] + sorted({k for r in rows for k in r} - {"step"})
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+if __name__ == "__main__":
+    stage_main("align", run_align)

@@ -1,0 +1,297 @@
+"""Evaluate base, SFT and policy on held-out prompts against the gold reward, at a measured KL from the SFT model.
+
+For each model that exists, sample `samples_per_prompt` continuations of the first `max_prompts` eval prompts (the
+same seed for every model, so they differ only by the model) and report:
+- gold reward (VADER, tasks/common/gold.py): mean with a Student-t 95 % interval over prompts (each prompt's samples
+  averaged first: they are correlated), the policy's paired gold win rate over the SFT model;
+- reward-model score, when models/reward exists;
+- KL(policy‖SFT) and KL(SFT‖base) per sequence from the first model's own samples: Σ_t log π(y_t) − log π_ref(y_t)
+  (k1) and the k3 estimate, with logits divided by the sampling temperature (tasks/common/metrics.py);
+- pathologies: mean response tokens, missing-EOS rate, distinct-1/2.
+
+Memory: one model at a time. The policy chain is loaded with its last adapter live, so the SFT model is the same
+weights with the adapter disabled; likewise the SFT chain gives the base model.
+
+Reads  models/{base,sft,policy,reward}, data/validated/prompts_eval.jsonl
+Writes metrics/eval.json (flat keys: policy/gold_reward, policy/kl_sft, ...), reports/eval/{report.html,
+       gold_reward.png, samples.jsonl}
+
+    dvc repro evaluate
+    alignflow run
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import html
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from tasks.common.gold import gold_scores
+from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from tasks.common.metrics import distinct_n, kl_k1, kl_k3, mean_ci, win_rate
+from tasks.common.params import Params
+from tasks.common.stage import StageError, stage_main
+
+MODELS = ("base", "sft", "policy")
+REFERENCE = {"policy": "sft", "sft": "base"}  # KL(model‖reference): the previous model in the chain
+CI = "Student-t 95 % interval over prompts"
+
+
+def run_evaluate(params: Params) -> dict[str, float]:
+    """Files in, files out, metrics returned."""
+    import mlflow
+
+    from tasks.common.modeling import seed_everything
+    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+
+    cfg, paths = params.evaluate, params.paths
+    prompts_file = Path(paths.validated) / "prompts_eval.jsonl"
+    if not prompts_file.exists():
+        raise StageError(f"evaluate: {prompts_file} not found (run validate first)")
+    seed_everything(params.seed)
+    with stage_run("evaluate", params, cfg.model_dump()):
+        prompts = read_jsonl(prompts_file)[: cfg.max_prompts]
+        log_dataset(prompts_file, prompts, context="evaluation")
+        results = sample_models(params, prompts)
+        if not results:
+            raise StageError(f"evaluate: none of {paths.base_model}, {paths.sft_model}, {paths.policy_model} exists")
+        for res in results.values():
+            res["gold"] = gold_scores([s["text"] for per_prompt in res["samples"] for s in per_prompt])
+        if Path(paths.reward_model).exists():
+            _add_rm_scores(params, prompts, results)
+
+        per_model = {name: summarise(res, REFERENCE.get(name)) for name, res in results.items()}
+        if "policy" in results and "sft" in results:
+            policy, sft = per_model["policy"], per_model["sft"]
+            policy["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
+            policy["gold_gain_vs_sft"] = policy["gold_reward"] - sft["gold_reward"]
+        metrics = {f"{name}/{k}": v for name, m in per_model.items() for k, v in m.items() if math.isfinite(v)}
+
+        rows = sample_rows(prompts, results)
+        with atomic_dir(Path(paths.reports) / "eval") as out:
+            png = gold_plot(results, per_model)
+            (out / "gold_reward.png").write_bytes(png)
+            (out / "report.html").write_text(report_html(params, prompts, per_model, rows, png), encoding="utf-8")
+            write_jsonl(out / "samples.jsonl", rows)
+        write_json(Path(paths.metrics) / "eval.json", metrics)
+
+        log_metrics(metrics)
+        mlflow.log_artifact(str(Path(paths.reports, "eval", "report.html")), "eval")
+        mlflow.log_artifact(str(Path(paths.reports, "eval", "gold_reward.png")), "eval")
+        mlflow.log_table({k: [r[k] for r in rows] for k in ("prompt_id", "model", "sample", "text", "gold")},
+                         artifact_file="eval_completions.json")
+    return metrics
+
+
+def sample_models(params: Params, prompts: list[dict]) -> dict[str, dict[str, Any]]:
+    """{model: {"samples": per prompt [{text, n_tokens, eos}], "kl_k1"/"kl_k3": per sequence}} for existing models."""
+    from tasks.common.modeling import load_causal_lm, load_tokenizer
+
+    paths, out = params.paths, {}
+    if Path(paths.policy_model).exists():
+        model = load_causal_lm(paths.policy_model, merge_last=False)  # SFT merged in, policy adapter live
+        out["policy"] = _sample_with_kl(params, model, load_tokenizer(paths.policy_model), prompts, "policy")
+        del model
+    if Path(paths.sft_model).exists():
+        model = load_causal_lm(paths.sft_model, merge_last=False)  # base + live SFT adapter
+        tok = load_tokenizer(paths.sft_model)
+        out["sft"] = _sample_with_kl(params, model, tok, prompts, "sft")
+        with _reference(model):
+            out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
+    elif Path(paths.base_model).exists():
+        model = load_causal_lm(paths.base_model)
+        out["base"] = {"samples": _sample(params, model, load_tokenizer(paths.base_model), prompts, "base")}
+    return {name: out[name] for name in MODELS if name in out}
+
+
+def _reference(model):
+    """The model one step down the chain: adapter disabled (a chain without adapters is its own reference)."""
+    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
+
+
+def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[list[dict[str, Any]]]:
+    from tasks.common.modeling import generate
+
+    cfg = params.evaluate
+    return generate(model, tok, [p["prompt"] for p in prompts], **cfg.generation.model_dump(),
+                    num_return_sequences=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=params.seed,
+                    desc=f"evaluate {name}")
+
+
+def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) -> dict[str, Any]:
+    """Samples from `model`, and KL(model‖reference) estimated on them (reference = adapter disabled)."""
+    samples = _sample(params, model, tok, prompts, name)
+    prompt_ids, response_ids = [], []
+    for prompt, per_prompt in zip(prompts, samples, strict=True):
+        text = tok.apply_chat_template(prompt["prompt"], tokenize=False, add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        for s in per_prompt:
+            prompt_ids.append(ids)
+            response_ids.append(_response_ids(tok, s))
+    temperature, batch_size = params.evaluate.generation.temperature, params.evaluate.batch_size
+    logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
+    with _reference(model):
+        ref_logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
+    return {"samples": samples, "kl_k1": kl_k1(logprobs, ref_logprobs), "kl_k3": kl_k3(logprobs, ref_logprobs)}
+
+
+def _response_ids(tok, sample: dict[str, Any]) -> list[int]:
+    # The sampled token ids when generate() returns them; else the text re-tokenised (a close approximation: the
+    # decoded text was stripped of special tokens and surrounding whitespace).
+    if "ids" in sample:
+        return list(sample["ids"])
+    ids = tok(sample["text"], add_special_tokens=False)["input_ids"]
+    return ids + [tok.eos_token_id] if sample["eos"] else ids
+
+
+def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: list[list[int]], temperature: float,
+                      batch_size: int) -> list[list[float]]:
+    """log π(y_t | x, y_<t) of every response token, logits / temperature; prompts left-padded as in generation."""
+    import torch
+
+    out: list[list[float]] = []
+    pad = tok.pad_token_id
+    with torch.inference_mode():
+        for start in range(0, len(prompt_ids), batch_size):
+            prompts, responses = prompt_ids[start : start + batch_size], response_ids[start : start + batch_size]
+            p_len, r_len = max(map(len, prompts)), max(1, max(map(len, responses)))
+            ids = [[pad] * (p_len - len(p)) + p + r + [pad] * (r_len - len(r)) for p, r in zip(prompts, responses)]
+            mask = [[0] * (p_len - len(p)) + [1] * (len(p) + len(r)) + [0] * (r_len - len(r))
+                    for p, r in zip(prompts, responses)]
+            ids_t = torch.tensor(ids, device=model.device)
+            mask_t = torch.tensor(mask, device=model.device)
+            positions = (mask_t.cumsum(-1) - 1).clamp(min=0)
+            # Only the logits that predict response tokens: positions p_len-1 .. p_len+r_len-2.
+            logits = model(input_ids=ids_t, attention_mask=mask_t, position_ids=positions,
+                           logits_to_keep=r_len + 1).logits[:, :-1].float()
+            logp = torch.log_softmax(logits / temperature, dim=-1)
+            token_logp = logp.gather(-1, ids_t[:, p_len:, None]).squeeze(-1)
+            out.extend(token_logp[i, : len(r)].tolist() for i, r in enumerate(responses))
+    return out
+
+
+def _add_rm_scores(params: Params, prompts: list[dict], results: dict[str, dict]) -> None:
+    from tasks.train_reward import load_reward_model, score
+
+    model, tok = load_reward_model(params.paths.reward_model)
+    for res in results.values():
+        flat_prompts = [p["prompt"] for p, per in zip(prompts, res["samples"], strict=True) for _ in per]
+        completions = [s["text"] for per in res["samples"] for s in per]
+        res["rm"] = score(model, tok, flat_prompts, completions, params.evaluate.batch_size)
+
+
+def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:
+    """Per-model metrics; rewards get (mean, ci_low, ci_high) over per-prompt means; KL named by its reference."""
+    samples = [s for per in res["samples"] for s in per]
+    k = len(res["samples"][0]) if res["samples"] else 1
+    out: dict[str, float] = {}
+    for key, name in (("gold", "gold_reward"), ("rm", "rm_score")):
+        if key in res:
+            per_prompt = [sum(res[key][i : i + k]) / k for i in range(0, len(res[key]), k)]
+            out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean_ci(per_prompt)
+    if "kl_k1" in res:
+        out[f"kl_{ref}"] = sum(res["kl_k1"]) / len(res["kl_k1"])
+        out[f"kl_{ref}_k3"] = sum(res["kl_k3"]) / len(res["kl_k3"])
+    out["response_tokens"] = sum(s["n_tokens"] for s in samples) / len(samples)
+    out["missing_eos"] = sum(not s["eos"] for s in samples) / len(samples)
+    out["distinct_1"] = distinct_n([s["text"] for s in samples], 1)
+    out["distinct_2"] = distinct_n([s["text"] for s in samples], 2)
+    return out
+
+
+def sample_rows(prompts: list[dict], results: dict[str, dict]) -> list[dict[str, Any]]:
+    rows = []
+    for name, res in results.items():
+        i = 0
+        for prompt, per_prompt in zip(prompts, res["samples"], strict=True):
+            for j, s in enumerate(per_prompt):
+                row = {"prompt_id": prompt["id"], "model": name, "sample": j, "prompt": prompt["prompt"][-1]["content"],
+                       "text": s["text"], "gold": res["gold"][i], "n_tokens": s["n_tokens"], "eos": s["eos"]}
+                if "rm" in res:
+                    row["rm"] = res["rm"][i]
+                rows.append(row)
+                i += 1
+    return rows
+
+
+def gold_plot(results: dict[str, dict], per_model: dict[str, dict[str, float]]) -> bytes:
+    """PNG: gold-reward distribution per model, and mean gold reward with its 95 % interval."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    bins = [i / 10 for i in range(-10, 11)]
+    for name, res in results.items():
+        left.hist(res["gold"], bins=bins, histtype="step", linewidth=1.8, label=name)
+    left.set(xlabel="gold reward (VADER compound)", ylabel="samples", title="distribution")
+    left.legend()
+    names = list(per_model)
+    means = [per_model[n]["gold_reward"] for n in names]
+    errs = [[m - per_model[n].get("gold_reward_ci_low", m) for n, m in zip(names, means)],
+            [per_model[n].get("gold_reward_ci_high", m) - m for n, m in zip(names, means)]]
+    errs = [[0.0 if math.isnan(e) else e for e in side] for side in errs]
+    right.bar(names, means, yerr=errs, capsize=6, color=["#999999", "#4c72b0", "#dd8452"][: len(names)])
+    right.axhline(0, color="black", linewidth=0.6)
+    right.set(ylabel="mean gold reward", title=CI)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def report_html(params: Params, prompts: list[dict], per_model: dict[str, dict[str, float]], rows: list[dict],
+                png: bytes) -> str:
+    """Self-contained HTML: metric table (base | SFT | policy), the embedded plot, sample completions side by side."""
+    names = list(per_model)
+    keys = [k for k in dict.fromkeys(k for m in per_model.values() for k in m)
+            if not k.endswith(("_ci_low", "_ci_high"))]
+
+    def cell(name: str, key: str) -> str:
+        m = per_model[name]
+        if key not in m:
+            return "—"
+        low, high = m.get(f"{key}_ci_low"), m.get(f"{key}_ci_high")
+        interval = f" [{low:.3f}, {high:.3f}]" if low is not None and math.isfinite(low) else ""
+        return f"{m[key]:.3f}{interval}"
+
+    head = "".join(f"<th>{html.escape(n)}</th>" for n in names)
+    body = "".join(f"<tr><td>{html.escape(k)}</td>" + "".join(f"<td>{cell(n, k)}</td>" for n in names) + "</tr>"
+                   for k in keys)
+    by_key = {(r["prompt_id"], r["model"]): r for r in rows if r["sample"] == 0}
+    examples = "".join(
+        f"<tr><td>{html.escape(p['prompt'][-1]['content'])}</td>"
+        + "".join(f"<td>{html.escape(by_key[(p['id'], n)]['text'])}<br><small>gold "
+                  f"{by_key[(p['id'], n)]['gold']:.3f}</small></td>" for n in names)
+        + "</tr>"
+        for p in prompts[:12]
+    )
+    gen = params.evaluate.generation
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>alignflow evaluation</title>
+<style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}} th{{background:#f3f3f3}}</style>
+</head><body>
+<h1>Evaluation: gold reward vs KL</h1>
+<p>{len(prompts)} held-out prompts × {params.evaluate.samples_per_prompt} samples per model (seed {params.seed};
+temperature {gen.temperature}, top_p {gen.top_p}, top_k {gen.top_k}, max_new_tokens {gen.max_new_tokens}).
+Intervals: {CI}. KL per sequence from the model's own samples (k1, and k3), reference = the previous model in the
+chain.</p>
+<h2>Metrics</h2>
+<table><tr><th>metric</th>{head}</tr>{body}</table>
+<h2>Gold reward</h2>
+<img alt="gold reward per model" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+<h2>Sample completions (first sample per prompt)</h2>
+<table><tr><th>prompt</th>{head}</tr>{examples}</table>
+</body></html>
+"""
+
+
+if __name__ == "__main__":
+    stage_main("evaluate", run_evaluate)

@@ -1,0 +1,149 @@
+"""Supervised fine-tuning: a LoRA adapter on the base model, trained on the validated demonstrations.
+
+Reads  models/base/ (prepare_model), data/validated/sft.jsonl (validate; conversational prompt/completion)
+Writes models/sft/ (LoRA adapter + tokenizer + chain file), checkpoints/sft/ (resumable), metrics/sft.json,
+       plots/sft.csv
+
+The loss covers completion tokens only: TRL's SFTTrainer (1.16) sets `completion_only_loss` for
+prompt/completion data and labels prompt tokens -100, so the model learns to answer, not to repeat prompts.
+A deterministic `eval_fraction` of the demonstrations is held out for eval loss. A killed run started again
+resumes from its last checkpoint when params, seed, data and base model are unchanged (tasks/common/resume.py).
+
+    dvc repro sft
+    alignflow run
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+from tasks.common.io import atomic_dir, read_jsonl, sha256_file, write_json
+from tasks.common.params import Params
+from tasks.common.stage import StageError, stage_main
+
+log = logging.getLogger("alignflow.sft")
+
+PLOTS = Path("plots")
+
+
+def run_sft(params: Params) -> dict[str, float]:
+    """Train the SFT adapter; files in, files out, metrics returned."""
+    import mlflow
+    import torch
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_defaults, write_chain
+    from tasks.common.resume import model_digest, resume_checkpoint, write_curves
+    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+
+    seed_everything(params.seed)
+    cfg, paths = params.sft, params.paths
+    data_file = Path(paths.validated) / "sft.jsonl"
+    if not data_file.is_file():
+        raise StageError(f"{data_file}: not found (run the validate stage first)")
+    if not Path(paths.base_model, "config.json").is_file():
+        raise StageError(f"{paths.base_model}: no model there (run the prepare_model stage first)")
+
+    with stage_run("sft", params, cfg.model_dump()):
+        # Data
+        rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in read_jsonl(data_file)]
+        train_rows, eval_rows = split_rows(rows, cfg.eval_fraction, params.seed)
+        if not train_rows:
+            raise StageError(f"{data_file}: no training rows (file empty, or eval_fraction too large)")
+        log_dataset(data_file, train_rows, context="training", name="sft_train")
+        if eval_rows:
+            log_dataset(data_file, eval_rows, context="eval", name="sft_eval")
+
+        # Resume or start fresh
+        resume = resume_checkpoint(
+            paths.sft_checkpoints,
+            {
+                "sft": cfg.model_dump(),
+                "seed": params.seed,
+                "data": sha256_file(data_file),
+                "base_model": model_digest(paths.base_model),
+            },
+            stage="sft",
+        )
+
+        # Model
+        tok = load_tokenizer(paths.base_model)
+        model = AutoModelForCausalLM.from_pretrained(paths.base_model, dtype=torch.float32)
+        defaults = {"eval_strategy": "steps" if eval_rows else "no", "eval_steps": cfg.trainer.get("save_steps")}
+        try:
+            args = SFTConfig(
+                **trainer_defaults({**defaults, **cfg.trainer}),
+                output_dir=paths.sft_checkpoints,
+                seed=params.seed,
+                report_to=["mlflow"],
+            )
+        except (TypeError, ValueError) as exc:  # TRL validates the kwargs; name the params section
+            raise StageError(f"params.yaml sft.trainer: {exc}") from exc
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=_dataset(train_rows),
+            eval_dataset=_dataset(eval_rows) if eval_rows else None,
+            processing_class=tok,
+            peft_config=LoraConfig(task_type="CAUSAL_LM", **cfg.lora.model_dump()),
+        )
+
+        # Train
+        result = trainer.train(resume_from_checkpoint=resume)
+        eval_metrics = trainer.evaluate() if eval_rows else {}
+
+        # Save
+        with atomic_dir(paths.sft_model) as staging:
+            trainer.model.save_pretrained(staging)
+            tok.save_pretrained(staging)
+            write_chain(staging, base=paths.base_model, adapters=[paths.sft_model])
+        metrics = summarize(trainer.state.log_history, result.metrics, eval_metrics, trainer.state.global_step)
+        write_json(Path(paths.metrics) / "sft.json", metrics)
+        write_curves(PLOTS / "sft.csv", trainer.state.log_history, {"train_loss": "loss", "eval_loss": "eval_loss"})
+        log_metrics(metrics)
+        mlflow.log_artifacts(paths.sft_model, artifact_path="sft_model")
+    return metrics
+
+
+def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic held-out split (by seed); at least one eval row whenever eval_fraction > 0 and rows allow."""
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_eval = round(len(rows) * eval_fraction)
+    if eval_fraction > 0 and len(rows) > 1:
+        n_eval = max(1, n_eval)
+    held = set(order[:n_eval])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def summarize(
+    log_history: list[dict[str, Any]], train_metrics: dict[str, float], eval_metrics: dict[str, float], steps: int
+) -> dict[str, float]:
+    """The numbers dvc metrics compares: final logged train loss, eval loss, runtime and throughput."""
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    metrics = {
+        "train/loss": losses[-1] if losses else float("nan"),
+        "train/runtime": train_metrics.get("train_runtime", float("nan")),
+        "train/steps": float(steps),
+    }
+    tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h and "loss" in h]
+    if tokens and metrics["train/runtime"] > 0:
+        metrics["train/tokens_per_s"] = tokens[-1] / metrics["train/runtime"]
+    if "eval_loss" in eval_metrics:
+        metrics["eval/loss"] = eval_metrics["eval_loss"]
+    return metrics
+
+
+def _dataset(rows: list[dict]):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+if __name__ == "__main__":
+    stage_main("sft", run_sft)

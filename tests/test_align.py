@@ -1,0 +1,115 @@
+"""align on the tiny model, every method: a few steps change the LoRA weights, the policy saves as a chain and
+reloads, and the reference is the policy with its adapter disabled (no second copy of the weights)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import pytest
+
+from tasks.common.io import read_json
+from tests.test_collect_preferences import build_upstream, write_pairs
+
+
+@pytest.fixture
+def upstream(project, tiny_model_dir):
+    build_upstream(project, tiny_model_dir)
+    write_pairs(project)
+    return project
+
+
+def _params(method: str):
+    from tasks.common.params import load_params
+
+    params = load_params()
+    params.align.method = method
+    params.align.trainer["learning_rate"] = 1e-2  # tiny budget: make the 4 steps visibly move the adapter
+    # transformers 5 removed warmup_ratio (warmup_steps < 1 is the ratio); drop once params.yaml says warmup_steps
+    if "warmup_ratio" in params.align.trainer:
+        params.align.trainer["warmup_steps"] = params.align.trainer.pop("warmup_ratio")
+    return params
+
+
+@pytest.mark.parametrize("method", ["dpo", "ipo", "robust", "hinge", "kto", "simpo"])
+def test_align_method_trains_saves_and_reloads(upstream, method, monkeypatch):
+    import torch
+    from peft import PeftModel
+
+    from tasks import align
+    from tasks.common.modeling import load_causal_lm, read_chain
+
+    trainers = []
+    for name, (build, extra) in align.METHODS.items():
+        def spy(*args, _build=build, **kwargs):
+            trainer = _build(*args, **kwargs)
+            trainers.append(trainer)
+            return trainer
+        monkeypatch.setitem(align.METHODS, name, (spy, extra))
+
+    metrics = align.run_align(_params(method))
+
+    trainer = trainers[0]
+    assert isinstance(trainer.model, PeftModel)
+    assert trainer.ref_model is None  # reference = the same model with the adapter disabled
+    assert all(math.isfinite(v) for v in metrics.values())
+    assert metrics["train/steps"] == 4 and "train/loss" in metrics
+    if method != "kto":  # KTO logs margins only for batches holding both labels
+        assert {"train/rewards/margins", "train/rewards/accuracies", "eval/rewards/accuracies"} <= set(metrics)
+    assert read_json("metrics/align.json") == metrics
+    with open("plots/align.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and {"step", "train_loss"} <= set(rows[0])
+
+    # the chain: base → sft → policy, and the saved adapter is the trained one (non-zero B: a fresh LoRA is zero)
+    chain = read_chain("models/policy")
+    assert chain == {"base": "models/base", "adapters": ["models/sft", "models/policy"], "method": method}
+    trained = {k: v.detach().clone() for k, v in trainer.model.named_parameters() if "lora_B" in k}
+    assert trained and all(v.abs().sum() > 0 for v in trained.values())
+    reloaded = load_causal_lm("models/policy", merge_last=False)
+    saved = {k.replace(".default", ""): v for k, v in reloaded.named_parameters() if "lora_B" in k}
+    for key, value in trained.items():
+        torch.testing.assert_close(saved[key.replace(".default", "")], value)
+
+    # the reloaded policy differs from the SFT model, and with its adapter disabled it *is* the SFT model
+    ids = torch.tensor([[5, 9, 14, 30, 42, 7]])
+    with torch.no_grad():
+        sft_logits = load_causal_lm("models/sft")(ids).logits
+        assert not torch.allclose(reloaded(ids).logits, sft_logits, atol=1e-4)
+        with reloaded.disable_adapter():
+            torch.testing.assert_close(reloaded(ids).logits, sft_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_oriented_pairs_and_unpaired():
+    from tasks.align import oriented_pairs, unpaired
+
+    a, b, p = [{"role": "assistant", "content": "a"}], [{"role": "assistant", "content": "b"}], []
+    rows = [{"prompt": p, "chosen": a, "rejected": b, "label": 0.9},
+            {"prompt": p, "chosen": a, "rejected": b, "label": 0.2},
+            {"prompt": p, "chosen": a, "rejected": b, "label": 0.5}]
+    pairs = oriented_pairs(rows)
+    assert [x["chosen"] for x in pairs] == [a, b]
+    kto = unpaired(pairs, seed=0)
+    assert sorted((r["completion"][0]["content"], r["label"]) for r in kto) == [
+        ("a", False), ("a", True), ("b", False), ("b", True)]
+
+
+def test_reserved_trainer_key_is_an_error(upstream):
+    from tasks.align import run_align
+    from tasks.common.stage import StageError
+
+    params = _params("dpo")
+    params.align.trainer["beta"] = 0.5
+    with pytest.raises(StageError, match="beta"):
+        run_align(params)
+    assert not Path("models/policy").exists()
+
+
+def test_simpo_loss_worked_example():
+    import torch
+
+    from tasks.common.losses import simpo_loss
+
+    loss = simpo_loss(torch.tensor([-1.0]), torch.tensor([-1.5]), beta=2.0, gamma=0.5)
+    assert loss.item() == pytest.approx(0.474077, abs=1e-6)

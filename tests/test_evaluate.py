@@ -1,0 +1,95 @@
+"""evaluate on the tiny model: base/SFT/policy metrics with the expected keys and finite values, a self-contained
+report, seeded (repeat runs give identical numbers), and KL estimates that agree with an explicit computation."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tasks.common.io import read_json, read_jsonl
+from tests.test_collect_preferences import build_upstream, save_lora
+
+
+@pytest.fixture
+def upstream(project, tiny_model_dir):
+    """Upstream outputs plus a policy: a perturbed LoRA on the SFT model, saved as the chain base → sft → policy."""
+    from tasks.common.modeling import write_chain
+
+    build_upstream(project, tiny_model_dir)
+    save_lora(project / "models/sft", project / "models/policy", seed=2)
+    write_chain(project / "models/policy", "models/base", ["models/sft", "models/policy"])
+    return project
+
+
+def _run():
+    from tasks.common.params import load_params
+    from tasks.evaluate import run_evaluate
+
+    return run_evaluate(load_params())
+
+
+def test_evaluate_writes_metrics_report_and_samples(upstream):
+    metrics = _run()
+
+    per_model = ["gold_reward", "gold_reward_ci_low", "gold_reward_ci_high", "response_tokens", "missing_eos",
+                 "distinct_1", "distinct_2"]
+    expected = {f"{m}/{k}" for m in ("base", "sft", "policy") for k in per_model}
+    expected |= {"policy/kl_sft", "policy/kl_sft_k3", "sft/kl_base", "sft/kl_base_k3", "policy/gold_win_rate_vs_sft",
+                 "policy/gold_gain_vs_sft"}
+    assert expected <= set(metrics)
+    assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
+    assert read_json("metrics/eval.json") == metrics
+    for m in ("base", "sft", "policy"):
+        assert -1 <= metrics[f"{m}/gold_reward_ci_low"] <= metrics[f"{m}/gold_reward"] <= metrics[
+            f"{m}/gold_reward_ci_high"] <= 1
+        assert 0 <= metrics[f"{m}/missing_eos"] <= 1 and 0 < metrics[f"{m}/distinct_1"] <= 1
+    # the perturbed adapters really move the models away from their references; k3 is never negative
+    assert metrics["policy/kl_sft_k3"] > 0 and metrics["sft/kl_base_k3"] > 0
+
+    report = Path("reports/eval/report.html").read_text()
+    assert "<table>" in report and '<img alt="gold reward per model" src="data:image/png;base64,' in report
+    assert "policy/" not in report and "gold_reward" in report
+    rows = read_jsonl("reports/eval/samples.jsonl")
+    assert len(rows) == 3 * 8 * 2  # models × prompts × samples
+    assert Path("reports/eval/gold_reward.png").read_bytes()[:4] == b"\x89PNG"
+
+    assert _run() == metrics  # seeded: identical numbers on a re-run
+
+
+def test_evaluate_without_policy_or_reward_model(project, tiny_model_dir):
+    build_upstream(project, tiny_model_dir, sft_adapter=False)
+    metrics = _run()
+    assert {k.split("/")[0] for k in metrics} == {"base", "sft"}
+    assert metrics["sft/kl_base"] == 0.0  # an SFT chain without adapters is the base model
+    assert metrics["sft/gold_reward"] == metrics["base/gold_reward"]
+
+
+def test_response_logprobs_match_unpadded_forward(upstream):
+    """Batched, left-padded scoring equals scoring each sequence alone with logits / temperature."""
+    import torch
+
+    from tasks.common.modeling import load_causal_lm, load_tokenizer
+    from tasks.evaluate import response_logprobs
+
+    model, tok = load_causal_lm("models/sft"), load_tokenizer("models/sft")
+    prompts, responses = [[4, 20, 31], [4, 20, 31, 40, 41, 42]], [[50, 51, 3], [60]]
+    got = response_logprobs(model, tok, prompts, responses, temperature=0.7, batch_size=2)
+    for p, r, lp in zip(prompts, responses, got):
+        with torch.no_grad():
+            logits = model(torch.tensor([p + r])).logits[0, len(p) - 1 : -1] / 0.7
+        want = torch.log_softmax(logits, -1).gather(-1, torch.tensor(r)[:, None]).squeeze(-1)
+        assert lp == pytest.approx(want.tolist(), abs=1e-5)
+
+
+def test_report_escapes_html(upstream):
+    from tasks.common.io import write_jsonl
+
+    write_jsonl("data/validated/prompts_eval.jsonl",
+                [{"id": "x", "prompt": [{"role": "user", "content": "<script>alert(1)</script> the movie"}]}] * 2)
+    _run()
+    report = Path("reports/eval/report.html").read_text()
+    assert "<script>" not in report and "&lt;script&gt;" in report
+    json.loads(Path("metrics/eval.json").read_text())
