@@ -256,11 +256,11 @@ def load_and_validate(kind: str, paths: list[str | Path], params: Params, tokeni
     return result.rows
 
 
-def validate_cli(kind: str, files: list[str], on_error: str = "fail", max_drop_fraction: float | None = None,
+def validate_cli(kind: str, files: list[str], on_error: str | None = None, max_drop_fraction: float | None = None,
                  report: str | Path = CLI_REPORT) -> int:
     """`alignflow validate --kind KIND FILE…`: print a summary, write the report; exit code 0 (usable) or 1."""
     params = load_params() if Path(PARAMS_FILE).exists() else Params()
-    update = {"on_error": on_error} | ({} if max_drop_fraction is None else {"max_drop_fraction": max_drop_fraction})
+    update = {k: v for k, v in (("on_error", on_error), ("max_drop_fraction", max_drop_fraction)) if v is not None}
     vparams = ValidateParams.model_validate(params.validate_params.model_dump() | update)
     tokenizer = load_tokenizer_if_present(params.paths.base_model)
     result = validate_files(kind, files, vparams, params.data.prompt_template, tokenizer)

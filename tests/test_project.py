@@ -81,3 +81,17 @@ def test_cli_help_is_fast_and_lists_commands():
     assert r.returncode == 0
     for cmd in ("run", "validate", "serve", "stages"):
         assert cmd in r.stdout
+
+
+def test_cli_validate_exit_codes(tmp_path):
+    bad = tmp_path / "pairs.jsonl"
+    bad.write_text('{"prompt": "hi", "chosen": "same", "rejected": "same"}\n{"prompt": "x", "chosen": "b"\n')
+    cmd = [sys.executable, "-m", "flows.cli", "validate", "--kind", "preference", str(bad)]
+    env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert r.returncode == 1
+    assert "pairs.jsonl:1: field 'rejected': chosen_equals_rejected" in r.stdout
+    assert "pairs.jsonl:2" in r.stdout and "malformed JSON" in r.stdout
+    assert (tmp_path / "reports/checks/cli-report.html").exists()
+    good = [sys.executable, "-m", "flows.cli", "validate", "--kind", "prompts", str(REPO / "data/raw/prompts_eval.jsonl")]
+    assert subprocess.run(good, capture_output=True, text=True, cwd=tmp_path, env=env).returncode == 0
