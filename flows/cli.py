@@ -50,12 +50,14 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from flows.pipeline import pipeline_flow
+    from prefect import serve
+
+    from flows.pipeline import scheduled_deployment
     from tasks.common.params import load_params
 
-    cron = args.cron or load_params().pipeline.cron
-    print(f"serving alignflow-pipeline on cron '{cron}' (Ctrl-C to stop)")
-    pipeline_flow.serve(name="alignflow-scheduled", cron=cron)
+    deployment = scheduled_deployment(args.cron or load_params().pipeline.cron)
+    print(f"serving {deployment.name} on cron '{deployment.schedules[0].schedule.cron}' (Ctrl-C to stop)")
+    serve(deployment)
     return 0
 
 

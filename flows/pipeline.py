@@ -146,3 +146,10 @@ def pipeline_flow(stages: list[str] | None = None) -> dict[str, Any]:
         summary = tracking_glue.finish_parent(params, parent.info.run_id, outcomes)
     create_markdown_artifact(markdown=summary["markdown"], key="alignflow-run", description="alignflow pipeline run")
     return summary
+
+
+def scheduled_deployment(cron: str):
+    """The cron deployment `alignflow serve` runs: the whole pipeline, hyper-parameters from params.yaml only."""
+    return pipeline_flow.to_deployment(
+        name="alignflow-scheduled", cron=cron, description="alignflow pipeline on a schedule (pipeline.cron)"
+    )

@@ -95,3 +95,11 @@ def test_cli_validate_exit_codes(tmp_path):
     assert (tmp_path / "reports/checks/cli-report.html").exists()
     good = [sys.executable, "-m", "flows.cli", "validate", "--kind", "prompts", str(REPO / "data/raw/prompts_eval.jsonl")]
     assert subprocess.run(good, capture_output=True, text=True, cwd=tmp_path, env=env).returncode == 0
+
+
+def test_serve_builds_cron_deployment():
+    from flows.pipeline import scheduled_deployment
+
+    deployment = scheduled_deployment("15 2 * * 1")
+    assert deployment.name == "alignflow-scheduled"
+    assert deployment.schedules[0].schedule.cron == "15 2 * * 1"
