@@ -131,21 +131,12 @@ def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) 
         ids = tok(text, add_special_tokens=False)["input_ids"]
         for s in per_prompt:
             prompt_ids.append(ids)
-            response_ids.append(_response_ids(tok, s))
+            response_ids.append(list(s["ids"]))  # the sampled tokens, not a re-tokenisation
     temperature, batch_size = params.evaluate.generation.temperature, params.evaluate.batch_size
     logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
     with _reference(model):
         ref_logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
     return {"samples": samples, "kl_k1": kl_k1(logprobs, ref_logprobs), "kl_k3": kl_k3(logprobs, ref_logprobs)}
-
-
-def _response_ids(tok, sample: dict[str, Any]) -> list[int]:
-    # The sampled token ids when generate() returns them; else the text re-tokenised (a close approximation: the
-    # decoded text was stripped of special tokens and surrounding whitespace).
-    if "ids" in sample:
-        return list(sample["ids"])
-    ids = tok(sample["text"], add_special_tokens=False)["input_ids"]
-    return ids + [tok.eos_token_id] if sample["eos"] else ids
 
 
 def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: list[list[int]], temperature: float,
@@ -175,7 +166,7 @@ def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: lis
 
 
 def _add_rm_scores(params: Params, prompts: list[dict], results: dict[str, dict]) -> None:
-    from tasks.train_reward import load_reward_model, score
+    from tasks.common.reward import load_reward_model, score
 
     model, tok = load_reward_model(params.paths.reward_model)
     for res in results.values():
@@ -276,7 +267,7 @@ def report_html(params: Params, prompts: list[dict], per_model: dict[str, dict[s
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>alignflow evaluation</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1200px}} table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left}} th{{background:#f3f3f3}}</style>
+td,th{{border:1px solid #ccc;padding:4px 8px;vertical-align:top;text-align:left;white-space:pre-wrap}} th{{background:#f3f3f3}}</style>
 </head><body>
 <h1>Evaluation: gold reward vs KL</h1>
 <p>{len(prompts)} held-out prompts × {params.evaluate.samples_per_prompt} samples per model (seed {params.seed};

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,32 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("ALIGNFLOW_PARENT_RUN_ID", None)
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Tiny models gain nothing from a second thread, and with 2 threads a busy machine makes each tiny op ~100x slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+_one_thread()
+_MLFLOW_DB: Path | None = None
+
+
+def copy_migrated_mlflow_db(root: Path) -> None:
+    """Put an already-migrated MLflow sqlite store at root/mlflow.db: creating one runs ~9 s of alembic migrations,
+    which would otherwise dominate every stage test. Built once per test process, then copied."""
+    global _MLFLOW_DB
+    if _MLFLOW_DB is None:
+        from mlflow.tracking import MlflowClient
+
+        db = Path(tempfile.mkdtemp(prefix="alignflow-mlflow-")) / "mlflow.db"
+        MlflowClient(f"sqlite:///{db}").search_experiments()
+        _MLFLOW_DB = db
+    shutil.copy(_MLFLOW_DB, root / "mlflow.db")
 
 
 def tiny_params(model_dir: str | Path, **overrides) -> dict:
@@ -45,6 +72,7 @@ def project(tmp_path, tiny_model_dir, monkeypatch) -> Path:
     """A temporary project root with params.yaml (tiny) and data/raw; cwd is set to it."""
     shutil.copytree(REPO / "data" / "raw", tmp_path / "data" / "raw")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model_dir), sort_keys=False))
+    copy_migrated_mlflow_db(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -26,9 +26,6 @@ def _params(method: str):
     params = load_params()
     params.align.method = method
     params.align.trainer["learning_rate"] = 1e-2  # tiny budget: make the 4 steps visibly move the adapter
-    # transformers 5 removed warmup_ratio (warmup_steps < 1 is the ratio); drop once params.yaml says warmup_steps
-    if "warmup_ratio" in params.align.trainer:
-        params.align.trainer["warmup_steps"] = params.align.trainer.pop("warmup_ratio")
     return params
 
 
@@ -41,16 +38,25 @@ def test_align_method_trains_saves_and_reloads(upstream, method, monkeypatch):
     from tasks.common.modeling import load_causal_lm, read_chain
 
     trainers = []
-    for name, (build, extra) in align.METHODS.items():
+    for name, (build, config_kwargs) in align.METHODS.items():
         def spy(*args, _build=build, **kwargs):
             trainer = _build(*args, **kwargs)
             trainers.append(trainer)
             return trainer
-        monkeypatch.setitem(align.METHODS, name, (spy, extra))
+        monkeypatch.setitem(align.METHODS, name, (spy, config_kwargs))
 
     metrics = align.run_align(_params(method))
 
     trainer = trainers[0]
+    params = _params(method)
+    expected_loss = {"dpo": ["sigmoid"], "ipo": ["ipo"], "robust": ["robust"], "hinge": ["hinge"], "simpo": ["sigmoid"]}
+    if method in expected_loss:  # simpo's loss_type is unused (SimPOTrainer replaces the loss)
+        assert trainer.args.loss_type == expected_loss[method]
+    assert trainer.args.beta == (params.align.simpo_beta if method == "simpo" else params.align.beta)
+    if method == "robust":
+        assert trainer.args.label_smoothing == params.align.label_smoothing > 0
+    if method == "kto":  # n_D = n_U, so λ_D·n_D / (λ_U·n_U) = 1
+        assert trainer.args.desirable_weight == trainer.args.undesirable_weight == 1.0
     assert isinstance(trainer.model, PeftModel)
     assert trainer.ref_model is None  # reference = the same model with the adapter disabled
     assert all(math.isfinite(v) for v in metrics.values())
@@ -79,6 +85,27 @@ def test_align_method_trains_saves_and_reloads(upstream, method, monkeypatch):
         assert not torch.allclose(reloaded(ids).logits, sft_logits, atol=1e-4)
         with reloaded.disable_adapter():
             torch.testing.assert_close(reloaded(ids).logits, sft_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_killed_run_resumes_to_the_same_adapter(upstream):
+    """Kill after step 2 (= drop the step-4 checkpoint), re-run: it resumes at step 2 and ends where a run that was
+    never interrupted ends."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from tasks import align
+
+    params = _params("dpo")
+    params.align.trainer["save_total_limit"] = 2
+    align.run_align(params)
+    continuous = load_file("models/policy/adapter_model.safetensors")
+    shutil.rmtree("checkpoints/align/checkpoint-4")
+    metrics = align.run_align(params)
+    resumed = load_file("models/policy/adapter_model.safetensors")
+    assert metrics["train/steps"] == 4 and continuous.keys() == resumed.keys()
+    for key in continuous:
+        assert resumed[key].allclose(continuous[key], atol=1e-5), key
 
 
 def test_oriented_pairs_and_unpaired():

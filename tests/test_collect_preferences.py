@@ -7,12 +7,12 @@ Also home of `build_upstream`, which fakes the stages upstream of collect/align/
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from tasks.common.io import read_json, read_jsonl, write_jsonl
+from tests.conftest import copy_migrated_mlflow_db
 
 OPENINGS = [
     "the movie was", "i watched this film", "the acting in this movie", "the plot of the story",
@@ -45,22 +45,6 @@ def build_upstream(root: Path, tiny_model_dir: Path, *, sft_adapter: bool = True
 
     write_jsonl(root / "data/validated/prompts_train.jsonl", rows("train", n_train))
     write_jsonl(root / "data/validated/prompts_eval.jsonl", rows("eval", n_eval))
-
-
-_MLFLOW_DB: Path | None = None
-
-
-def copy_migrated_mlflow_db(root: Path) -> None:
-    """Put an already-migrated MLflow sqlite store at root/mlflow.db: creating one runs ~9 s of alembic migrations,
-    which would otherwise dominate every stage test. Built once per test process, then copied."""
-    global _MLFLOW_DB
-    if _MLFLOW_DB is None:
-        from mlflow.tracking import MlflowClient
-
-        db = Path(tempfile.mkdtemp(prefix="alignflow-mlflow-")) / "mlflow.db"
-        MlflowClient(f"sqlite:///{db}").search_experiments()
-        _MLFLOW_DB = db
-    shutil.copy(_MLFLOW_DB, root / "mlflow.db")
 
 
 def save_lora(model_dir: Path, out_dir: Path, seed: int, scale: float = 0.5) -> None:
@@ -175,3 +159,39 @@ def test_no_pairs_is_a_stage_error(upstream):
     with pytest.raises(StageError, match="min_margin"):
         run_collect_preferences(params)
     assert not Path("data/preferences").exists()
+
+
+def test_collect_from_user_file_normalises_and_validates(upstream):
+    from tasks.collect_preferences import run_collect_preferences
+    from tasks.common.params import load_params
+    from tasks.common.stage import StageError
+
+    good = [{"prompt": f"the movie was number {i}", "chosen": "great fun , i loved it", "rejected": "boring mess"}
+            for i in range(10)]
+    write_jsonl("user_pairs.jsonl", good)
+    params = load_params()
+    params.collect_preferences.source = "file"
+    params.collect_preferences.file = "user_pairs.jsonl"
+    metrics = run_collect_preferences(params)
+    pairs = read_jsonl("data/preferences/train.jsonl") + read_jsonl("data/preferences/eval.jsonl")
+    assert metrics["collect/pairs"] == len(pairs) == 10 and metrics["collect/gold_agreement"] == 1.0
+    assert pairs[0]["prompt"][0]["role"] == "user" and pairs[0]["chosen"][0]["role"] == "assistant"
+    assert "Continue this movie review" in pairs[0]["prompt"][0]["content"]  # plain text went through the template
+
+    write_jsonl("user_pairs.jsonl", good[:5] + [{"prompt": "x", "chosen": "same", "rejected": "same"}])
+    before = Path("data/preferences/train.jsonl").read_text()
+    with pytest.raises(StageError, match="user_pairs.jsonl"):
+        run_collect_preferences(params)
+    assert Path("data/preferences/train.jsonl").read_text() == before  # the previous good output is kept
+
+
+def test_produced_pairs_go_through_the_preference_suite(project):
+    from tasks.collect_preferences import _validate_pairs
+    from tasks.common.params import load_params
+    from tasks.common.stage import StageError
+
+    msg = [{"role": "user", "content": "Continue this movie review:\n\nthe movie was"}]
+    same = [{"role": "assistant", "content": "great"}]
+    write_jsonl("pairs.jsonl", [{"id": "a", "prompt": msg, "chosen": same, "rejected": same, "label": 1.0}])
+    with pytest.raises(StageError, match="pairs.jsonl"):
+        _validate_pairs([Path("pairs.jsonl")], load_params())

@@ -93,3 +93,18 @@ def test_report_escapes_html(upstream):
     report = Path("reports/eval/report.html").read_text()
     assert "<script>" not in report and "&lt;script&gt;" in report
     json.loads(Path("metrics/eval.json").read_text())
+
+
+def test_evaluate_scores_with_the_reward_model_when_there_is_one(upstream):
+    """Integration with train_reward's interface (tasks/common/reward.py): a tiny RM trained by the real stage."""
+    from tasks.common.params import load_params
+    from tasks.train_reward import run_train_reward
+    from tests.test_collect_preferences import write_pairs
+
+    write_pairs(upstream)
+    run_train_reward(load_params())
+    metrics = _run()
+    for m in ("base", "sft", "policy"):
+        assert math.isfinite(metrics[f"{m}/rm_score"])
+        assert metrics[f"{m}/rm_score_ci_low"] <= metrics[f"{m}/rm_score"] <= metrics[f"{m}/rm_score_ci_high"]
+    assert {"model", "text", "gold", "rm"} <= set(read_jsonl("reports/eval/samples.jsonl")[0])

@@ -68,7 +68,7 @@ def test_dockerfile_lints_and_uses_install_script():
 
 def test_readme_gives_exactly_two_setup_commands():
     readme = (REPO / "README.md").read_text()
-    block = re.search(r"## Quick start.*?```(?:bash|sh)?\n(.*?)```", readme, re.S)
+    block = re.search(r"## Quick start.*?```(?:bash|sh)?\n(.*?)```", readme, re.DOTALL)
     assert block, "README needs a Quick start code block"
     commands = [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     assert commands == ["bash scripts/run_default.sh", "bash scripts/test.sh"]

@@ -132,7 +132,8 @@ def generate(
                 ids = seq[: seq.index(eos_id)] if has_eos else [t for t in seq if t != tokenizer.pad_token_id]
                 text = tokenizer.decode(ids, skip_special_tokens=True).strip()
                 results[idx[row // num_return_sequences]].append(
-                    {"text": text, "n_tokens": len(ids) + int(has_eos), "eos": has_eos}
+                    {"text": text, "ids": ids + [eos_id] if has_eos else ids, "n_tokens": len(ids) + int(has_eos),
+                     "eos": has_eos}
                 )
             bar.update(len(idx))
     return results
@@ -152,5 +153,7 @@ def trainer_defaults(trainer: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    defaults = {"bf16": bf16, "gradient_checkpointing": False, "dataloader_num_workers": 0, "disable_tqdm": _quiet()}
+    defaults: dict[str, Any] = {"bf16": bf16, "dataloader_num_workers": 0, "disable_tqdm": _quiet()}
+    if "gradient_checkpointing" not in trainer:  # transformers 5 renamed it; the new name would override the old
+        defaults["activation_checkpointing"] = False
     return {**defaults, **trainer}

@@ -25,6 +25,7 @@ def stage_main(name: str, body: Callable[[Any], dict[str, Any]]) -> None:
 
     logging.basicConfig(level=os.environ.get("ALIGNFLOW_LOG_LEVEL", "INFO"), format="%(asctime)s %(name)s %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")  # no phoning home from offline or air-gapped machines
     try:
         params = load_params()
         metrics = body(params)
