@@ -89,7 +89,10 @@ def run_prepare_model(params: Params) -> dict[str, float]:
             manifest = build_manifest(cfg, src, model, tok, written, pad_note)
             write_json(staging / "manifest.json", manifest)
         size_mb = sum((out / name).stat().st_size for name in written) / 1e6
-        metrics = {"model/num_parameters": float(manifest["model"]["num_parameters"]), "model/size_mb": round(size_mb, 2)}
+        metrics = {
+            "model/num_parameters": float(manifest["model"]["num_parameters"]),
+            "model/size_mb": round(size_mb, 2),
+        }
         write_json(Path(params.paths.metrics) / "prepare_model.json", metrics)
         log_metrics(metrics)
         mlflow.log_dict(manifest, "manifest.json")

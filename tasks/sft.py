@@ -95,14 +95,17 @@ def run_sft(params: Params) -> dict[str, float]:
 
         # Train
         result = trainer.train(resume_from_checkpoint=resume)
-        eval_metrics = trainer.evaluate() if eval_rows else {}
+        step = trainer.state.global_step
+        # The Trainer evaluates at its last step already (eval_strategy "steps"); evaluate only if it did not.
+        final = [h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == step]
+        eval_metrics = final[-1] if final else trainer.evaluate() if eval_rows else {}
 
         # Save
         with atomic_dir(paths.sft_model) as staging:
             trainer.model.save_pretrained(staging)
             tok.save_pretrained(staging)
             write_chain(staging, base=paths.base_model, adapters=[paths.sft_model])
-        metrics = summarize(trainer.state.log_history, result.metrics, eval_metrics, trainer.state.global_step)
+        metrics = summarize(trainer.state.log_history, result.metrics, eval_metrics, step)
         write_json(Path(paths.metrics) / "sft.json", metrics)
         write_curves(PLOTS / "sft.csv", trainer.state.log_history, {"train_loss": "loss", "eval_loss": "eval_loss"})
         log_metrics(metrics)

@@ -2,49 +2,22 @@
 
 from __future__ import annotations
 
-import atexit
-import functools
 import logging
 import math
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from tasks.common.io import read_json, write_jsonl
 from tasks.common.params import load_params
-from tests.conftest import write_params
+from tests.conftest import copy_migrated_mlflow_db
 
 ADJ = ["great", "good", "wonderful", "brilliant", "lovely", "charming", "superb", "moving"]
 NOUN = ["film", "movie", "story", "plot", "cast", "ending", "music", "script"]
 
 
-@functools.cache
-def _mlflow_template() -> Path:
-    import mlflow
-
-    root = Path(tempfile.mkdtemp(prefix="alignflow-mlflow-"))
-    atexit.register(shutil.rmtree, root, True)
-    mlflow.MlflowClient(tracking_uri=f"sqlite:///{root / 'mlflow.db'}").search_experiments()
-    return root / "mlflow.db"
-
-
-def fast_mlflow(root: Path) -> None:
-    """Start the project with an empty, already-migrated MLflow store: a new sqlite store costs ~7 s of migrations."""
-    shutil.copy(_mlflow_template(), root / "mlflow.db")
-
-
-def use_warmup_steps(root: Path) -> None:
-    """Stop-gap until params.yaml is fixed: transformers 5 removed `warmup_ratio` (`warmup_steps` < 1 is a ratio)."""
-    import yaml
-
-    raw = yaml.safe_load((root / "params.yaml").read_text())
-    for section in raw.values():
-        trainer = section.get("trainer") if isinstance(section, dict) else None
-        if trainer and "warmup_ratio" in trainer:
-            trainer["warmup_steps"] = trainer.pop("warmup_ratio")
-    write_params(root, raw)
+fast_mlflow = copy_migrated_mlflow_db  # an empty, already-migrated MLflow store (see conftest)
 
 
 def write_sft_data(root: Path, n: int = 24) -> Path:
@@ -62,8 +35,10 @@ def write_sft_data(root: Path, n: int = 24) -> Path:
     return path
 
 
-def setup_sft_project(root: Path, tiny_model_dir: Path) -> Path:
-    use_warmup_steps(root)
+def setup_sft_project(root: Path, tiny_model_dir: Path, params_from: Path | None = None) -> Path:
+    if params_from:
+        root.mkdir(parents=True)
+        shutil.copy(params_from / "params.yaml", root / "params.yaml")
     fast_mlflow(root)
     write_sft_data(root)
     shutil.copytree(tiny_model_dir, root / "models" / "base")
@@ -115,8 +90,7 @@ def test_sft_trains_resumes_after_kill_and_matches_uninterrupted_run(
     assert_completion_only(trainers[0])
 
     # The same run in a second project, killed right after checkpoint-3 was written, then started again.
-    other = setup_sft_project(tmp_path / "killed", tiny_model_dir)
-    shutil.copy(sft_project / "params.yaml", other / "params.yaml")
+    other = setup_sft_project(tmp_path / "killed", tiny_model_dir, params_from=sft_project)
     monkeypatch.chdir(other)
     save = SFTTrainer._save_checkpoint
 
@@ -202,6 +176,5 @@ def test_missing_data_is_a_stage_error(project):
     from tasks.common.stage import StageError
     from tasks.sft import run_sft
 
-    use_warmup_steps(project)
     with pytest.raises(StageError, match="data/validated/sft.jsonl"):
         run_sft(load_params())

@@ -1,0 +1,225 @@
+"""Train the reward model: Bradley–Terry on chosen/rejected pairs, initialised from the SFT model.
+
+Reads  models/base/, models/sft/ (sft), data/preferences/{train,eval}.jsonl (collect_preferences: conversational
+       prompt/chosen/rejected, optional soft label p = P(chosen is better))
+Writes models/reward/ (reward LoRA + score head + tokenizer + chain file with reward_offset),
+       checkpoints/train_reward/ (resumable), metrics/train_reward.json, plots/train_reward.csv
+
+Model: a sequence classifier (num_labels=1) on the SFT model (the SFT LoRA merged into the base), then a new LoRA
+with the score head trained and saved whole (`modules_to_save=["score"]`); the seed is set right before the head
+is created, so two runs give the same model. Loss: TRL's −log σ(r_chosen − r_rejected), or with soft labels
+−(p·log σ(Δ) + (1−p)·log σ(−Δ)) (SoftLabelRewardTrainer below). Held out: pairwise accuracy, ECE of σ(Δ),
+reward mean/std. The eval responses are the SFT model's samples, so their mean raw reward is the offset that
+`tasks.common.reward.score` subtracts: SFT samples score 0 on average.
+
+    dvc repro train_reward
+    alignflow run
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trl.trainer.reward_trainer import DataCollatorForPreference, RewardTrainer
+
+from tasks.common.io import atomic_dir, read_jsonl, sha256_file, write_json
+from tasks.common.params import Params
+from tasks.common.reward import expected_calibration_error, soft_bradley_terry_loss
+from tasks.common.stage import StageError, stage_main
+
+log = logging.getLogger("alignflow.train_reward")
+
+PLOTS = Path("plots")
+SCORE_BATCH = 16
+
+
+def run_train_reward(params: Params) -> dict[str, float]:
+    """Train the reward adapter and its head; files in, files out, metrics returned."""
+    import mlflow
+    from peft import LoraConfig
+    from trl import RewardConfig
+
+    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_defaults, write_chain
+    from tasks.common.resume import model_digest, resume_checkpoint, write_curves
+    from tasks.common.reward import load_sequence_classifier, raw_rewards
+    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+
+    seed_everything(params.seed)
+    cfg, paths = params.train_reward, params.paths
+    train_file, eval_file = Path(paths.preferences) / "train.jsonl", Path(paths.preferences) / "eval.jsonl"
+    for f in (train_file, eval_file):
+        if not f.is_file():
+            raise StageError(f"{f}: not found (run collect_preferences first; it needs eval_fraction > 0)")
+    if not Path(paths.sft_model, "adapter_config.json").is_file():
+        raise StageError(f"{paths.sft_model}: no SFT adapter there (run the sft stage first)")
+
+    with stage_run("train_reward", params, cfg.model_dump()):
+        # Data
+        train_rows, eval_rows = load_pairs(train_file), load_pairs(eval_file)
+        log_dataset(train_file, train_rows, context="training", name="preferences_train")
+        log_dataset(eval_file, eval_rows, context="eval", name="preferences_eval")
+        resume = resume_checkpoint(
+            paths.reward_checkpoints,
+            {
+                "train_reward": cfg.model_dump(),
+                "seed": params.seed,
+                "train": sha256_file(train_file),
+                "eval": sha256_file(eval_file),
+                "base_model": model_digest(paths.base_model),
+                "sft_model": model_digest(paths.sft_model),
+            },
+            stage="train_reward",
+        )
+
+        # Model
+        tok = load_tokenizer(paths.sft_model, padding_side="right")
+        seed_everything(params.seed)  # the score head is created next: same seed, same head
+        model = load_sequence_classifier(paths.base_model, [paths.sft_model], tok.pad_token_id)
+        defaults = {"eval_strategy": "steps", "eval_steps": cfg.trainer.get("save_steps")}
+        try:
+            args = RewardConfig(
+                **trainer_defaults({**defaults, **cfg.trainer}),
+                output_dir=paths.reward_checkpoints,
+                seed=params.seed,
+                report_to=["mlflow"],
+            )
+        except (TypeError, ValueError) as exc:  # TRL validates the kwargs; name the params section
+            raise StageError(f"params.yaml train_reward.trainer: {exc}") from exc
+        trainer = SoftLabelRewardTrainer(
+            model=model,
+            args=args,
+            data_collator=SoftLabelCollator(tok.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of),
+            train_dataset=_dataset(train_rows),
+            eval_dataset=_dataset(eval_rows),
+            processing_class=tok,
+            peft_config=LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()),
+        )
+        log.info("pairs within max_length: train %d/%d", len(trainer.train_dataset), len(train_rows))
+
+        # Train
+        result = trainer.train(resume_from_checkpoint=resume)
+
+        # Held-out evaluation, with the same scoring code later stages use
+        prompts = [r["prompt"] for r in eval_rows]
+        chosen = raw_rewards(trainer.model, tok, prompts, [r["chosen"] for r in eval_rows], SCORE_BATCH)
+        rejected = raw_rewards(trainer.model, tok, prompts, [r["rejected"] for r in eval_rows], SCORE_BATCH)
+        metrics = pair_metrics(chosen, rejected, [r.get("label", 1.0) for r in eval_rows])
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        metrics.update(
+            {
+                "train/loss": losses[-1] if losses else float("nan"),
+                "train/runtime": result.metrics.get("train_runtime", float("nan")),
+                "train/steps": float(trainer.state.global_step),
+            }
+        )
+
+        # Save
+        with atomic_dir(paths.reward_model) as staging:
+            trainer.model.save_pretrained(staging)
+            tok.save_pretrained(staging)
+            write_chain(
+                staging,
+                base=paths.base_model,
+                adapters=[paths.sft_model, paths.reward_model],
+                reward_offset=metrics["eval/reward_mean"],
+                reward_std=metrics["eval/reward_std"],
+            )
+        write_json(Path(paths.metrics) / "train_reward.json", metrics)
+        write_curves(
+            PLOTS / "train_reward.csv",
+            trainer.state.log_history,
+            {
+                "train_loss": "loss",
+                "train_accuracy": "accuracy",
+                "eval_loss": "eval_loss",
+                "eval_accuracy": "eval_accuracy",
+            },
+        )
+        log_metrics(metrics)
+        mlflow.log_artifacts(paths.reward_model, artifact_path="reward_model")
+    return metrics
+
+
+def load_pairs(path: Path) -> list[dict[str, Any]]:
+    """Preference rows reduced to what the trainer reads; soft labels kept when any row has one (missing -> 1)."""
+    rows = read_jsonl(path)
+    soft = any(r.get("label") is not None for r in rows)
+    pairs = []
+    for line, row in enumerate(rows, 1):
+        missing = [k for k in ("prompt", "chosen", "rejected") if not row.get(k)]
+        if missing:
+            raise StageError(f"{path}:{line}: missing or empty {', '.join(missing)}")
+        pair = {k: row[k] for k in ("prompt", "chosen", "rejected")}
+        if soft:
+            pair["label"] = 1.0 if row.get("label") is None else float(row["label"])
+            if not 0.0 <= pair["label"] <= 1.0:
+                raise StageError(f"{path}:{line}: label {pair['label']} is outside [0, 1]")
+        pairs.append(pair)
+    if not pairs:
+        raise StageError(f"{path}: no preference pairs")
+    return pairs
+
+
+def pair_metrics(chosen: list[float], rejected: list[float], labels: list[float]) -> dict[str, float]:
+    """Held-out accuracy, calibration, loss and the reward scale, from raw rewards of each pair."""
+    import torch
+
+    deltas = [c - r for c, r in zip(chosen, rejected, strict=True)]
+    rewards = chosen + rejected
+    loss = soft_bradley_terry_loss(torch.tensor(deltas), torch.tensor(labels, dtype=torch.float32))
+    return {
+        "eval/accuracy": sum(d > 0 for d in deltas) / len(deltas),
+        "eval/ece": expected_calibration_error(deltas, n_bins=10),
+        "eval/loss": float(loss),
+        "eval/margin": statistics.fmean(deltas),
+        "eval/reward_mean": statistics.fmean(rewards),
+        "eval/reward_std": statistics.pstdev(rewards),
+    }
+
+
+@dataclass
+class SoftLabelCollator(DataCollatorForPreference):
+    """TRL's preference collator, plus the soft label `label` (p that chosen is better) when rows carry one."""
+
+    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+        import torch
+
+        batch = super().torch_call(examples)
+        if "label" in examples[0]:
+            batch["label"] = torch.tensor([float(e["label"]) for e in examples])
+        return batch
+
+
+class SoftLabelRewardTrainer(RewardTrainer):
+    """TRL's RewardTrainer (metrics, logging, checkpoints unchanged) with the soft-label loss when labels are given."""
+
+    def _set_signature_columns_if_needed(self):
+        super()._set_signature_columns_if_needed()
+        if "label" not in self._signature_columns:
+            self._signature_columns = [*self._signature_columns, "label"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import torch
+
+        p = inputs.pop("label", None)
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if p is not None:
+            rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
+            loss = soft_bradley_terry_loss(rewards_chosen - rewards_rejected, p.to(rewards_chosen.dtype))
+            if self.args.center_rewards_coefficient is not None:  # as in TRL's loss
+                loss = loss + self.args.center_rewards_coefficient * ((rewards_chosen + rewards_rejected) ** 2).mean()
+        return (loss, outputs) if return_outputs else loss
+
+
+def _dataset(rows: list[dict[str, Any]]):
+    from datasets import Dataset
+
+    return Dataset.from_list(rows)
+
+
+if __name__ == "__main__":
+    stage_main("train_reward", run_train_reward)
