@@ -86,14 +86,14 @@ def _collect_gold(params: Params) -> tuple[list[dict], list[dict], dict[str, flo
     log_dataset(prompts_file, prompts, context="prompts")
 
     # Generate
-    model = load_causal_lm(paths.sft_model)
+    model = load_causal_lm(paths.sft_model, dtype=cfg.generation.dtype)
     tok = load_tokenizer(paths.sft_model)
     start = time.perf_counter()
     completions = generate(
         model,
         tok,
         [p["prompt"] for p in prompts],
-        **cfg.generation.model_dump(),
+        **cfg.generation.model_dump(exclude={"dtype"}),
         num_return_sequences=cfg.samples_per_prompt,
         batch_size=cfg.batch_size,
         seed=params.seed,

@@ -93,17 +93,17 @@ def sample_models(params: Params, prompts: list[dict]) -> dict[str, dict[str, An
 
     paths, out = params.paths, {}
     if Path(paths.policy_model).exists():
-        model = load_causal_lm(paths.policy_model, merge_last=False)  # SFT merged in, policy adapter live
+        model = load_causal_lm(paths.policy_model, merge_last=False, dtype=params.evaluate.generation.dtype)  # SFT merged in, policy adapter live
         out["policy"] = _sample_with_kl(params, model, load_tokenizer(paths.policy_model), prompts, "policy")
         del model
     if Path(paths.sft_model).exists():
-        model = load_causal_lm(paths.sft_model, merge_last=False)  # base + live SFT adapter
+        model = load_causal_lm(paths.sft_model, merge_last=False, dtype=params.evaluate.generation.dtype)  # base + live SFT adapter
         tok = load_tokenizer(paths.sft_model)
         out["sft"] = _sample_with_kl(params, model, tok, prompts, "sft")
         with _reference(model):
             out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
     elif Path(paths.base_model).exists():
-        model = load_causal_lm(paths.base_model)
+        model = load_causal_lm(paths.base_model, dtype=params.evaluate.generation.dtype)
         out["base"] = {"samples": _sample(params, model, load_tokenizer(paths.base_model), prompts, "base")}
     return {name: out[name] for name in MODELS if name in out}
 
@@ -117,7 +117,7 @@ def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[
     from tasks.common.modeling import generate
 
     cfg = params.evaluate
-    return generate(model, tok, [p["prompt"] for p in prompts], **cfg.generation.model_dump(),
+    return generate(model, tok, [p["prompt"] for p in prompts], **cfg.generation.model_dump(exclude={"dtype"}),
                     num_return_sequences=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=params.seed,
                     desc=f"evaluate {name}")
 

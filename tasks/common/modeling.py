@@ -68,6 +68,7 @@ def load_causal_lm(model_dir: str | Path, merge_last: bool = True, dtype: Any = 
     from transformers import AutoModelForCausalLM
 
     chain = read_chain(model_dir)
+    dtype = getattr(torch, dtype) if isinstance(dtype, str) else dtype  # "bfloat16" from params
     model = AutoModelForCausalLM.from_pretrained(chain["base"], dtype=dtype or torch.float32)
     adapters = list(chain["adapters"])
     for i, adapter in enumerate(adapters):

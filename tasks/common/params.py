@@ -73,6 +73,9 @@ class LoraParams(_Strict):
 
 
 class GenerationParams(_Strict):
+    dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="weights while sampling; bfloat16 is ~1.8x faster on CPUs with AMX and on GPUs"
+    )
     max_new_tokens: int = Field(40, gt=0)
     temperature: float = Field(1.0, gt=0.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
@@ -94,11 +97,6 @@ class CollectPreferencesParams(_Strict):
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     batch_size: int = Field(32, gt=0)
     generation: GenerationParams = GenerationParams()
-
-    @field_validator("file")
-    @classmethod
-    def _file_exists_is_checked_later(cls, v: str | None) -> str | None:
-        return v or None
 
 
 class TrainRewardParams(_Strict):
