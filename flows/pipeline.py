@@ -27,7 +27,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from tasks.common.params import load_params
-from tasks.common.tracking import PARENT_ENV
+from tasks.common.tracking import PARENT_ENV, tracking_uri
 
 # Stages that load a model and do heavy compute: tagged `gpu` and held under the concurrency limit.
 GPU_STAGES = {"prepare_model", "sft", "collect_preferences", "train_reward", "align", "evaluate"}
@@ -81,6 +81,7 @@ def repro_stage(stage: str, parent_run_id: str | None) -> dict[str, Any]:
     # dvc.yaml's `python -m tasks.<stage>` must find this environment's python, even when `alignflow` was
     # started by its full path without activating the venv.
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env["MLFLOW_TRACKING_URI"] = tracking_uri()  # the store that holds the parent run
     if parent_run_id:
         env[PARENT_ENV] = parent_run_id
     logger.info("running stage %s: dvc repro --single-item %s", stage, stage)

@@ -26,6 +26,10 @@ STAGES = ["prepare_model", "validate", "sft", "collect_preferences", "train_rewa
 
 def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    env.pop("MLFLOW_TRACKING_URI", None)  # set in os.environ by mlflow.set_tracking_uri in earlier tests
+    # commits in the throw-away repo must work on a machine with no git identity configured
+    env.update(GIT_AUTHOR_NAME="alignflow tests", GIT_AUTHOR_EMAIL="tests@alignflow.invalid",
+               GIT_COMMITTER_NAME="alignflow tests", GIT_COMMITTER_EMAIL="tests@alignflow.invalid")
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 

@@ -147,14 +147,31 @@ def _quiet() -> bool:
 def trainer_defaults(trainer: dict[str, Any]) -> dict[str, Any]:
     """TRL config kwargs: this project's defaults with the params.yaml `trainer:` dict over them (the user wins).
 
-    TRL turns on bf16 and gradient checkpointing by default, choices for large GPUs: on CPU, bf16 autocast is
-    slow and changes the numbers, and checkpointing a 135M model saves little memory for ~25 % more compute.
-    Dataloader worker processes cost more than they save on a 2-core machine.
+    bf16 autocast where the hardware does bf16 natively: GPUs with bf16, and CPUs with AMX / AVX512-BF16 (measured
+    on this project's 2-core AVX512-BF16 CPU, SmolLM2-135M SFT: 41.3 s -> 31.5 s for 4 steps, loss within 2 %); elsewhere
+    autocast is emulated and slower, so fp32. Gradient checkpointing off (TRL turns it on): a 135M model saves little
+    memory for ~25 % more compute. Dataloader worker processes cost more than they save on a 2-core machine.
     """
     import torch
 
-    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    defaults: dict[str, Any] = {"bf16": bf16, "dataloader_num_workers": 0, "disable_tqdm": _quiet()}
+    on_gpu = torch.cuda.is_available()
+    bf16 = torch.cuda.is_bf16_supported() if on_gpu else cpu_has_bf16()
+    defaults: dict[str, Any] = {
+        "bf16": bf16,
+        "use_cpu": not on_gpu,  # transformers refuses bf16 on a CPU unless told it is meant to run there
+        "dataloader_num_workers": 0,
+        "dataloader_pin_memory": on_gpu,
+        "disable_tqdm": _quiet(),
+    }
     if "gradient_checkpointing" not in trainer:  # transformers 5 renamed it; the new name would override the old
         defaults["activation_checkpointing"] = False
     return {**defaults, **trainer}
+
+
+def cpu_has_bf16() -> bool:
+    """True on x86 CPUs with native bf16 matmul (AMX or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags

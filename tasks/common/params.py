@@ -74,7 +74,7 @@ class LoraParams(_Strict):
 
 class GenerationParams(_Strict):
     dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="weights while sampling; bfloat16 is ~1.8x faster on CPUs with AMX and on GPUs"
+        "float32", description="weights while sampling; bfloat16 is ~1.8x faster on CPUs with native bf16 (AMX, AVX512-BF16) and GPUs"
     )
     max_new_tokens: int = Field(40, gt=0)
     temperature: float = Field(1.0, gt=0.0)

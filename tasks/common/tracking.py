@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 PARENT_ENV = "ALIGNFLOW_PARENT_RUN_ID"
-DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 
 
@@ -26,11 +26,10 @@ def configure(experiment: str) -> str:
     """Point MLflow at the tracking store and experiment; returns the experiment id."""
     import mlflow
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI", DEFAULT_TRACKING_URI)
-    mlflow.set_tracking_uri(uri)
+    mlflow.set_tracking_uri(tracking_uri())
     exp = mlflow.get_experiment_by_name(experiment)
     if exp is None:
-        location = Path(ARTIFACT_DIR).resolve().as_uri() if uri.startswith("sqlite:") else None
+        location = Path(ARTIFACT_DIR).resolve().as_uri() if tracking_uri().startswith("sqlite:") else None
         try:
             return mlflow.create_experiment(experiment, artifact_location=location)
         except Exception:  # created meanwhile by a concurrent stage
@@ -38,6 +37,17 @@ def configure(experiment: str) -> str:
             if exp is None:
                 raise
     return exp.experiment_id
+
+
+# The user's setting, read once: mlflow.set_tracking_uri() writes MLFLOW_TRACKING_URI into os.environ itself, so
+# reading the variable later would return whatever store this process configured first.
+_USER_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def tracking_uri() -> str:
+    """MLFLOW_TRACKING_URI as the user set it, else the project's sqlite store as an absolute path (a relative
+    sqlite URI would be resolved against whatever directory the process happened to open it from first)."""
+    return _USER_TRACKING_URI or f"sqlite:///{Path(DEFAULT_DB).resolve()}"
 
 
 def git_sha() -> str:
@@ -76,6 +86,16 @@ def stage_run(stage: str, params: Any, section: dict[str, Any] | None = None) ->
             mlflow.log_params(flat)
         mlflow.log_param("seed", params.seed)
         yield run
+        mlflow.log_metric("sys/peak_rss_mb", peak_rss_mb())
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (each stage is its own process under dvc repro)."""
+    import resource
+    import sys
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 / (1024 if sys.platform == "darwin" else 1)  # macOS reports bytes, Linux KiB
 
 
 def log_dataset(path: str | Path, rows: list[dict[str, Any]], context: str, name: str | None = None) -> None:
