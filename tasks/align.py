@@ -130,7 +130,7 @@ def unpaired(pairs: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
 
 def _config(config_cls: type, params: Params, **overrides: Any):
     """DPOConfig / KTOConfig from align.trainer (TRL kwargs verbatim) plus what the stage sets itself."""
-    from tasks.common.modeling import trainer_defaults
+    from tasks.common.modeling import trainer_config
 
     cfg = params.align
     reserved = RESERVED & set(cfg.trainer)
@@ -140,18 +140,9 @@ def _config(config_cls: type, params: Params, **overrides: Any):
     # reference is frozen), one reference pass instead of one per epoch; measured on a tiny model, 2 epochs, CPU:
     # 30–49 s vs 49–57 s per run. SimPO has no reference to precompute.
     align_defaults = {} if cfg.method == "simpo" else {"precompute_ref_log_probs": True}
-    kwargs = {
-        **trainer_defaults({**align_defaults, **cfg.trainer}),
-        "output_dir": params.paths.align_checkpoints,
-        "seed": params.seed,
-        "report_to": ["mlflow"],
-        "beta": cfg.beta,
-        **overrides,
-    }
-    try:
-        return config_cls(**kwargs)
-    except (TypeError, ValueError) as exc:  # TRL validates the kwargs; name the params section
-        raise StageError(f"params.yaml align.trainer: {exc}") from exc
+    stage_kwargs = {"output_dir": params.paths.align_checkpoints, "seed": params.seed, "report_to": ["mlflow"],
+                    "beta": cfg.beta, **overrides}
+    return trainer_config(config_cls, "align", {**align_defaults, **cfg.trainer}, **stage_kwargs)
 
 
 def _lora(params: Params):

@@ -37,7 +37,7 @@ def run_sft(params: Params) -> dict[str, float]:
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_defaults, write_chain
+    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
     from tasks.common.resume import model_digest, resume_checkpoint, write_curves
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
@@ -75,15 +75,8 @@ def run_sft(params: Params) -> dict[str, float]:
         tok = load_tokenizer(paths.base_model)
         model = AutoModelForCausalLM.from_pretrained(paths.base_model, dtype=torch.float32)
         defaults = {"eval_strategy": "steps" if eval_rows else "no", "eval_steps": cfg.trainer.get("save_steps")}
-        try:
-            args = SFTConfig(
-                **trainer_defaults({**defaults, **cfg.trainer}),
-                output_dir=paths.sft_checkpoints,
-                seed=params.seed,
-                report_to=["mlflow"],
-            )
-        except (TypeError, ValueError) as exc:  # TRL validates the kwargs; name the params section
-            raise StageError(f"params.yaml sft.trainer: {exc}") from exc
+        args = trainer_config(SFTConfig, "sft", {**defaults, **cfg.trainer}, output_dir=paths.sft_checkpoints,
+                              seed=params.seed, report_to=["mlflow"])
         trainer = SFTTrainer(
             model=model,
             args=args,

@@ -43,7 +43,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
     from peft import LoraConfig
     from trl import RewardConfig
 
-    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_defaults, write_chain
+    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
     from tasks.common.resume import model_digest, resume_checkpoint, write_curves
     from tasks.common.reward import load_sequence_classifier, raw_rewards
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
@@ -80,15 +80,8 @@ def run_train_reward(params: Params) -> dict[str, float]:
         seed_everything(params.seed)  # the score head is created next: same seed, same head
         model = load_sequence_classifier(paths.base_model, [paths.sft_model], tok.pad_token_id)
         defaults = {"eval_strategy": "steps", "eval_steps": cfg.trainer.get("save_steps")}
-        try:
-            args = RewardConfig(
-                **trainer_defaults({**defaults, **cfg.trainer}),
-                output_dir=paths.reward_checkpoints,
-                seed=params.seed,
-                report_to=["mlflow"],
-            )
-        except (TypeError, ValueError) as exc:  # TRL validates the kwargs; name the params section
-            raise StageError(f"params.yaml train_reward.trainer: {exc}") from exc
+        args = trainer_config(RewardConfig, "train_reward", {**defaults, **cfg.trainer},
+                              output_dir=paths.reward_checkpoints, seed=params.seed, report_to=["mlflow"])
         trainer = SoftLabelRewardTrainer(
             model=model,
             args=args,

@@ -168,6 +168,18 @@ def trainer_defaults(trainer: dict[str, Any]) -> dict[str, Any]:
     return {**defaults, **trainer}
 
 
+def trainer_config(config_cls: type, section: str, trainer: dict[str, Any], **stage_kwargs: Any):
+    """A TRL config (SFTConfig, RewardConfig, DPOConfig, ...) from params `<section>.trainer` over this project's
+    defaults, plus what the stage sets itself (output_dir, seed, ...; the stage wins). TRL validates the kwargs;
+    its error is re-raised naming the params section, so a bad key reads as a params problem, not a traceback."""
+    from tasks.common.stage import StageError
+
+    try:
+        return config_cls(**{**trainer_defaults(trainer), **stage_kwargs})
+    except (TypeError, ValueError) as exc:
+        raise StageError(f"params.yaml {section}.trainer: {exc}") from exc
+
+
 def cpu_has_bf16() -> bool:
     """True on x86 CPUs with native bf16 matmul (AMX or AVX512-BF16)."""
     try:
