@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-.venv/bin/ruff check flows tasks tests bench
+.venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q "$@"
