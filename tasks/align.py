@@ -12,7 +12,7 @@ The model is the SFT model with its adapter merged in memory; TRL adds a fresh L
 `ref_model=None` the reference is that same model with the adapter disabled, i.e. the SFT model — one copy of the
 weights. The pairs are only ever used in the orientation their label says (label < 0.5 flips a pair).
 
-Reads  models/sft (chain), data/preferences/{train,eval}.jsonl
+Reads  models/sft (chain), data/preferences/hard_{train,eval}.jsonl
 Writes models/policy/ (adapter + tokenizer + chain base → sft → policy), metrics/align.json, plots/align.csv
 
     dvc repro align
@@ -52,7 +52,8 @@ def run_align(params: Params) -> dict[str, float]:
     seed_everything(params.seed)
     with stage_run("align", params, cfg.model_dump()):
         # Data
-        train_file, eval_file = Path(paths.preferences, "train.jsonl"), Path(paths.preferences, "eval.jsonl")
+        # The hard pairs (|p − ½| > collect_preferences.hard_threshold): DPO-family losses take a direction per pair.
+        train_file, eval_file = Path(paths.preferences, "hard_train.jsonl"), Path(paths.preferences, "hard_eval.jsonl")
         for needed in (train_file, Path(paths.sft_model)):
             if not needed.exists():
                 raise StageError(f"align: {needed} not found (run collect_preferences / sft first)")

@@ -1,17 +1,27 @@
-"""Collect preference pairs: sample K continuations per prompt from the SFT model and label them with the gold judge.
+"""Collect preference pairs: sample K continuations per prompt from the SFT model and label pairs of them — with the
+task's gold judge, an AI judge guided by the constitution (RLAIF / RL-CAI), human labels from a file, or a mix.
 
-source: gold (the default task's synthetic human, DESIGN.md §6) — for each of the first `max_prompts` training
-prompts, sample `samples_per_prompt` continuations from the SFT model (seeded), score each with VADER
-(tasks/common/gold.py) and pair the best against the worst. A pair is kept only when the gold margin is at least
-`min_margin` (and above zero: ties say nothing), so the reward model and DPO see labels that are clearly right;
-dropped prompts are counted. Empty continuations are never paired (an empty assistant turn is not a valid row).
-source: file — the user's pairs, in any supported format, loaded and normalised by the validate stage's loader.
+collect_preferences.source:
+  gold   best vs worst of the K samples by the gold judge (VADER: the default task's synthetic human, DESIGN.md §6),
+         kept above `min_margin`; labels are hard (1.0).
+  ai     disjoint pairs of the K samples, each judged in both orders by `collect_preferences.judge` (a local HF
+         model — by default the SFT model itself — or an OpenAI-compatible endpoint) under one principle of the
+         constitution drawn per pair; labels are soft p(chosen better). Judgments are cached on disk
+         (paths.judge_cache), so a re-run or a resumed run asks no question twice.
+  human  the pairs and labels of `human_file` (any preference format; labeller ids kept).
+  mix    the sampled pairs are shared between the gold and AI judges by `mix` weights; human_file pairs are added
+         when the file exists, and the AI judge also labels them to measure its agreement with the humans.
 
-Either way the written pairs pass the preference validation suite before this stage reports success; on failure
-the previous data/preferences/ stays in place (atomic_dir).
+Outputs (data/preferences/): train.jsonl + eval.jsonl — every non-tied pair with its soft label, for the reward
+model (eval rows carry `gold_label` when the task has a gold judge, so the RM's held-out accuracy is measured
+against ground truth); hard_train.jsonl + hard_eval.jsonl — the pairs with |p − ½| > hard_threshold, for the DPO
+family; judgments.jsonl — every judgment (p_AB, p_BA, disagreement, principle, judge); samples.jsonl. Quality
+signals (agreement with gold/human, position-bias rate, confidence histogram, ties, calls, tokens, time) go to
+metrics/collect_preferences.json, plots/judge_confidence.csv and MLflow. Everything passes its great-expectations
+suite before it replaces the previous data/preferences/ (atomic_dir).
 
-Reads  models/sft (chain), data/validated/prompts_train.jsonl      (or collect_preferences.file)
-Writes data/preferences/{train,eval,samples}.jsonl, metrics/collect_preferences.json
+Reads  models/sft (chain), data/validated/prompts_train.jsonl, data/constitution.yaml, collect_preferences.human_file
+Writes data/preferences/, metrics/collect_preferences.json, plots/judge_confidence.csv
 
     dvc repro collect_preferences
     alignflow run
@@ -19,18 +29,21 @@ Writes data/preferences/{train,eval,samples}.jsonl, metrics/collect_preferences.
 
 from __future__ import annotations
 
-import hashlib
+import gc
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from tasks.common.gold import LABELLER, gold_scores
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
+from tasks.common.judge_quality import agreement, confidence_histogram, judge_signals
+from tasks.common.pairing import assign_shares, best_vs_worst, disjoint_pairs, draw_principle, split_pairs, to_row
 from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
 
+__all__ = ["run_collect_preferences", "best_vs_worst", "split_pairs"]
 log = logging.getLogger("alignflow.collect_preferences")
+PAIR_FILES = ("train.jsonl", "eval.jsonl", "hard_train.jsonl", "hard_eval.jsonl")
 
 
 def run_collect_preferences(params: Params) -> dict[str, float]:
@@ -41,39 +54,96 @@ def run_collect_preferences(params: Params) -> dict[str, float]:
     cfg = params.collect_preferences
     seed_everything(params.seed)
     with stage_run("collect_preferences", params, cfg.model_dump()):
-        if cfg.source == "gold":
-            pairs, samples, metrics = _collect_gold(params)
-        else:
-            pairs, samples, metrics = _load_file(params)
-        if not pairs:
+        labelled, samples, metrics = _label(params)
+        rows = [to_row(x["pair"], x["judgment"].p_a, x["source"], x["labeller"], x["gold"]) for x in labelled]
+        rows = [r for r in rows if r is not None]
+        metrics["collect/ties_dropped"] = len(labelled) - len(rows)
+        if not rows:
             raise StageError(
                 f"collect_preferences: no preference pairs ({metrics.get('collect/dropped_low_margin', 0):.0f} "
-                f"prompts dropped below collect_preferences.min_margin={cfg.min_margin}); lower min_margin or raise "
-                "samples_per_prompt"
+                f"prompts dropped below collect_preferences.min_margin={cfg.min_margin}, "
+                f"{metrics['collect/ties_dropped']} exact ties); lower min_margin or raise samples_per_prompt"
             )
-        train, held_out = split_pairs(pairs, cfg.eval_fraction, params.seed)
+        train, held_out = split_pairs(rows, cfg.eval_fraction, params.seed)
+        hard = {r["id"] for r in rows if abs(r["label"] - 0.5) > cfg.hard_threshold}
+        outputs = {
+            "train.jsonl": train,
+            "eval.jsonl": held_out,
+            "hard_train.jsonl": [r for r in train if r["id"] in hard],
+            "hard_eval.jsonl": [r for r in held_out if r["id"] in hard],
+        }
+        if not outputs["hard_train.jsonl"]:
+            raise StageError(
+                f"collect_preferences: no pair is confident enough for DPO (|p − 0.5| > hard_threshold="
+                f"{cfg.hard_threshold}); lower collect_preferences.hard_threshold or use a stronger judge"
+            )
+        judgments = [_judgment_record(x) for x in labelled]
 
         out_dir = Path(params.paths.preferences)
         with atomic_dir(out_dir) as staging:
-            write_jsonl(staging / "train.jsonl", train)
-            if held_out:
-                write_jsonl(staging / "eval.jsonl", held_out)
+            for name, part in outputs.items():
+                if part:
+                    write_jsonl(staging / name, part)
+            write_jsonl(staging / "judgments.jsonl", judgments)
             if samples:
                 write_jsonl(staging / "samples.jsonl", samples)
-            # The produced pairs go through the same suite as user data, before they replace the old output.
-            _validate_pairs([staging / "train.jsonl"] + ([staging / "eval.jsonl"] if held_out else []), params)
+            # Produced data go through the same suites as user data, before they replace the old output.
+            # The RM set and the DPO set overlap by design: each is checked as one data set on its own.
+            for names in (("train.jsonl", "eval.jsonl"), ("hard_train.jsonl", "hard_eval.jsonl")):
+                _validate_pairs([staging / n for n in names if outputs[n]], params)
+            _validate_judgments(staging / "judgments.jsonl", params)
 
-        metrics.update(
-            {"collect/pairs": len(pairs), "collect/train_pairs": len(train), "collect/eval_pairs": len(held_out)}
-        )
+        metrics.update({f"collect/{n.removesuffix('.jsonl')}_pairs": len(p) for n, p in outputs.items()})
+        metrics["collect/pairs"] = len(rows)
+        metrics.update(_gold_means(rows, samples))
+        histogram = confidence_histogram([j["p_a"] for j in judgments if j["source"] == "ai"] or
+                                         [j["p_a"] for j in judgments])
+        _write_histogram(histogram)
         write_json(Path(params.paths.metrics) / "collect_preferences.json", metrics)
         log_metrics(metrics)
         log_dataset(out_dir / "train.jsonl", train, context="output", name="preferences_train")
-        _log_sample_pairs(pairs[:20])
+        _log_artifacts(rows[:20], histogram, cfg.source)
     return metrics
 
 
-def _collect_gold(params: Params) -> tuple[list[dict], list[dict], dict[str, float]]:
+def _label(params: Params) -> tuple[list[dict], list[dict], dict[str, float]]:
+    """Every labelled pair as {pair, judgment, source, labeller, gold}, the samples, and the stage metrics."""
+    cfg = params.collect_preferences
+    has_gold = params.data.gold != "none"
+    if cfg.source in ("gold", "mix") and not has_gold:
+        raise StageError(f"collect_preferences.source={cfg.source} needs a gold judge, but data.gold is none")
+    human_file = Path(cfg.human_file) if cfg.human_file else None
+    if cfg.source == "human" and (human_file is None or not human_file.exists()):
+        raise StageError(f"collect_preferences.source is human but human_file {cfg.human_file} does not exist")
+
+    labelled: list[dict] = []
+    samples: list[dict] = []
+    metrics: dict[str, float] = {}
+    # The constitution is checked before any model is loaded: a bad principle fails in a second, not after sampling.
+    constitution = _constitution(params) if cfg.source in ("ai", "mix") else None
+    if cfg.source != "human":
+        prompts, completions, metrics = _sample(params)
+        samples = _sample_rows(prompts, completions, has_gold)
+    judge = _ai_judge(params, constitution) if constitution is not None else None
+    try:
+        if cfg.source == "gold":
+            labelled, metrics["collect/dropped_low_margin"] = _gold_best_vs_worst(prompts, completions, cfg.min_margin)
+        elif cfg.source in ("ai", "mix"):
+            labelled, judge_metrics = _judge_sampled(params, prompts, completions, judge, constitution)
+            metrics.update(judge_metrics)
+        if cfg.source == "human" or (cfg.source == "mix" and human_file is not None and human_file.exists()):
+            human = _load_human(params, human_file)
+            metrics.update(_human_metrics(params, human, judge, constitution))
+            labelled += human
+    finally:
+        if judge is not None:
+            if hasattr(judge, "close"):
+                judge.close()  # HTTP connections
+            judge.cache.close()
+    return labelled, samples, metrics
+
+
+def _sample(params: Params) -> tuple[list[dict], list[list[dict]], dict[str, float]]:
     from tasks.common.modeling import generate, load_causal_lm, load_tokenizer
     from tasks.common.tracking import log_dataset
 
@@ -84,114 +154,205 @@ def _collect_gold(params: Params) -> tuple[list[dict], list[dict], dict[str, flo
             raise StageError(f"collect_preferences: {needed} not found (run the stage that writes it first)")
     prompts = read_jsonl(prompts_file)[: cfg.max_prompts]
     log_dataset(prompts_file, prompts, context="prompts")
-
-    # Generate
     model = load_causal_lm(paths.sft_model, dtype=cfg.generation.dtype)
     tok = load_tokenizer(paths.sft_model)
     start = time.perf_counter()
     completions = generate(
-        model,
-        tok,
-        [p["prompt"] for p in prompts],
-        **cfg.generation.model_dump(exclude={"dtype"}),
-        num_return_sequences=cfg.samples_per_prompt,
-        batch_size=cfg.batch_size,
-        seed=params.seed,
+        model, tok, [p["prompt"] for p in prompts], **cfg.generation.model_dump(exclude={"dtype"}),
+        num_return_sequences=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=params.seed,
         desc="collect_preferences",
     )
     gen_s = time.perf_counter() - start
+    del model
+    gc.collect()  # the judge may load its own model next
     n_tokens = sum(s["n_tokens"] for per_prompt in completions for s in per_prompt)
-
-    # Label with the gold judge and pair best vs worst
-    pairs, samples = [], []
-    dropped_low_margin = 0
-    for prompt, per_prompt in zip(prompts, completions, strict=True):
-        scores = gold_scores([s["text"] for s in per_prompt])
-        for k, (s, score) in enumerate(zip(per_prompt, scores, strict=True)):
-            samples.append(
-                {
-                    "id": f"{prompt['id']}-{k}",
-                    "prompt_id": prompt["id"],
-                    "prompt": prompt["prompt"],
-                    "completion": [{"role": "assistant", "content": s["text"]}],
-                    "score": score,
-                    "n_tokens": s["n_tokens"],
-                    "eos": s["eos"],
-                }
-            )
-        pair = best_vs_worst(prompt, [s["text"] for s in per_prompt], scores, cfg.min_margin)
-        if pair is None:
-            dropped_low_margin += 1
-        else:
-            pairs.append(pair)
-
-    metrics = {
+    return prompts, completions, {
         "collect/prompts": len(prompts),
-        "collect/dropped_low_margin": dropped_low_margin,
-        "collect/empty_samples": sum(1 for s in samples if not s["completion"][0]["content"]),
-        "collect/mean_sample_gold": _mean([s["score"] for s in samples]),
-        "collect/mean_chosen_gold": _mean([p["score_chosen"] for p in pairs]),
-        "collect/mean_rejected_gold": _mean([p["score_rejected"] for p in pairs]),
         "collect/gen_seconds": gen_s,
         "collect/gen_tokens_per_s": n_tokens / gen_s if gen_s > 0 else 0.0,
-    }
-    return pairs, samples, metrics
-
-
-def best_vs_worst(prompt: dict[str, Any], texts: list[str], scores: list[float], min_margin: float) -> dict | None:
-    """One preference row (internal form) from K scored samples, or None when the gold margin is too small."""
-    scored = [(s, t) for s, t in zip(scores, texts, strict=True) if t.strip()]
-    if len(scored) < 2:
-        return None
-    best = max(scored, key=lambda st: st[0])
-    worst = min(scored, key=lambda st: st[0])
-    margin = best[0] - worst[0]
-    if margin <= 0 or margin < min_margin or best[1] == worst[1]:
-        return None
-    return {
-        "id": prompt["id"],
-        "prompt": prompt["prompt"],
-        "chosen": [{"role": "assistant", "content": best[1]}],
-        "rejected": [{"role": "assistant", "content": worst[1]}],
-        "score_chosen": best[0],
-        "score_rejected": worst[0],
-        "label": 1.0,
-        "source": "gold",
-        "labeller": LABELLER,
-        "sample_scores": scores,
+        "collect/empty_samples": sum(1 for c in completions for s in c if not s["text"]),
     }
 
 
-def _load_file(params: Params) -> tuple[list[dict], list[dict], dict[str, float]]:
-    from tasks.validate import load_and_validate
+def _sample_rows(prompts: list[dict], completions: list[list[dict]], has_gold: bool) -> list[dict]:
+    from tasks.common.gold import gold_scores
+
+    rows = []
+    for prompt, per_prompt in zip(prompts, completions, strict=True):
+        scores = gold_scores([s["text"] for s in per_prompt]) if has_gold else [None] * len(per_prompt)
+        for k, (s, score) in enumerate(zip(per_prompt, scores, strict=True)):
+            rows.append({
+                "id": f"{prompt['id']}-{k}", "prompt_id": prompt["id"], "prompt": prompt["prompt"],
+                "completion": [{"role": "assistant", "content": s["text"]}], "score": score,
+                "n_tokens": s["n_tokens"], "eos": s["eos"],
+            })
+    return rows
+
+
+def _gold_best_vs_worst(prompts: list[dict], completions: list[list[dict]], min_margin: float) -> tuple[list[dict], int]:
+    from tasks.common.gold import gold_scores
+    from tasks.judges.rule import GoldJudge
+
+    pairs, dropped = [], 0
+    for prompt, per_prompt in zip(prompts, completions, strict=True):
+        texts = [s["text"] for s in per_prompt]
+        scores = gold_scores(texts)
+        row = best_vs_worst(prompt, texts, scores, min_margin)
+        if row is None:
+            dropped += 1
+            continue
+        pairs.append({"id": row["id"], "prompt": row["prompt"], "a": row["chosen"][0]["content"],
+                      "b": row["rejected"][0]["content"], "extra": {"sample_scores": scores},
+                      "gold": (row["score_chosen"], row["score_rejected"])})
+    judgments = GoldJudge().pairwise_many([(p["prompt"], p["a"], p["b"], None) for p in pairs], desc="gold judge")
+    return [_labelled(p, j, "gold", "vader", p["gold"]) for p, j in zip(pairs, judgments, strict=True)], dropped
+
+
+def _judge_sampled(params: Params, prompts: list[dict], completions: list[list[dict]], judge, constitution) -> tuple[list[dict], dict]:
+    """AI (and, for mix, gold) labels for disjoint pairs of the samples, plus the AI judge's quality signals."""
+    from tasks.common.gold import gold_scores
+    from tasks.judges.rule import GoldJudge
 
     cfg = params.collect_preferences
-    if not cfg.file:
-        raise StageError("collect_preferences.source is 'file' but collect_preferences.file is not set")
-    if not Path(cfg.file).exists():
-        raise StageError(f"collect_preferences.file: {cfg.file} not found")
-    pairs = load_and_validate("preference", [cfg.file], params)
-    # The gold judge still says how much the user's labels agree with the task's ground truth (cheap: no model).
-    chosen = gold_scores([p["chosen"][-1]["content"] for p in pairs])
-    rejected = gold_scores([p["rejected"][-1]["content"] for p in pairs])
-    metrics = {
-        "collect/dropped_low_margin": 0,
-        "collect/mean_chosen_gold": _mean(chosen),
-        "collect/mean_rejected_gold": _mean(rejected),
-        "collect/gold_agreement": _mean([float(c > r) for c, r in zip(chosen, rejected, strict=True)]),
-    }
-    return pairs, [], metrics
+    has_gold = params.data.gold != "none"
+    pairs = [pair for prompt, c in zip(prompts, completions, strict=True)
+             for pair in disjoint_pairs(prompt, [s["text"] for s in c])]
+    for pair in pairs:
+        pair["gold"] = tuple(gold_scores([pair["a"], pair["b"]])) if has_gold else None
+    share = assign_shares([p["id"] for p in pairs], cfg.mix, params.seed) if cfg.source == "mix" else {}
+    ai_pairs = [p for p in pairs if share.get(p["id"], "ai") == "ai"]
+    gold_pairs = [p for p in pairs if share.get(p["id"], "ai") == "gold"]
+
+    items = [(p["prompt"], p["a"], p["b"], draw_principle(constitution, params.seed, p["id"])) for p in ai_pairs]
+    ai = judge.pairwise_many(items, desc="AI judge")
+    labelled = [_labelled(p, j, "ai", judge.identity, p["gold"]) for p, j in zip(ai_pairs, ai, strict=True)]
+    gold = GoldJudge().pairwise_many([(p["prompt"], p["a"], p["b"], None) for p in gold_pairs], desc="gold judge")
+    labelled += [_labelled(p, j, "gold", "vader", p["gold"]) for p, j in zip(gold_pairs, gold, strict=True)]
+
+    metrics = judge_signals([j.to_dict() for j in ai], cfg.hard_threshold, prefix="judge")
+    metrics.update({
+        "judge/calls": judge.stats.calls, "judge/cached": judge.stats.cached,
+        "judge/tokens": judge.stats.tokens, "judge/seconds": judge.stats.seconds,
+        "collect/candidate_pairs": len(pairs), "collect/gold_labelled_pairs": len(gold_pairs),
+    })
+    if has_gold and ai:
+        gold_p = [0.5 if p["gold"][0] == p["gold"][1] else float(p["gold"][0] > p["gold"][1]) for p in ai_pairs]
+        ai_p = [j.p_a for j in ai]
+        metrics["judge/agreement_gold"], metrics["judge/agreement_gold_pairs"] = agreement(ai_p, gold_p)
+        confident = [(a, g) for a, g in zip(ai_p, gold_p, strict=True) if abs(a - 0.5) > cfg.hard_threshold]
+        if confident:
+            metrics["judge/agreement_gold_hard"], _ = agreement(*zip(*confident, strict=True))
+    return labelled, metrics
 
 
-def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Deterministic held-out split: order by a seeded hash of the id, so a pair's side never depends on row order."""
-    n_eval = round(len(pairs) * eval_fraction)
-    if eval_fraction > 0 and len(pairs) >= 2:
-        n_eval = min(max(n_eval, 1), len(pairs) - 1)
-    ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p['id']}".encode()).hexdigest())
-    held_out_ids = {p["id"] for p in ranked[:n_eval]}
-    train = [p for p in pairs if p["id"] not in held_out_ids]
-    return train, [p for p in pairs if p["id"] in held_out_ids]
+def _constitution(params: Params):
+    from tasks.common.constitution import ConstitutionError, load_constitution
+
+    try:
+        return load_constitution(params.data.constitution)
+    except ConstitutionError as exc:
+        raise StageError(str(exc)) from None
+
+
+def _ai_judge(params: Params, constitution):
+    """The configured AI judge, with the on-disk judgment cache."""
+    from tasks.judges.cache import JudgmentCache
+
+    cfg = params.collect_preferences.judge
+    cache = JudgmentCache(params.paths.judge_cache)
+    if cfg.kind == "local":
+        from tasks.judges.local import LocalJudge
+
+        model = cfg.model or params.paths.sft_model
+        if not Path(model).exists() and "/" not in model:
+            raise StageError(f"collect_preferences.judge.model: {model} not found")
+        judge = LocalJudge(model, constitution, cache, cfg.chain_of_thought, tuple(cfg.cot_clamp),
+                           cfg.cot_max_new_tokens, cfg.few_shot, cfg.batch_size, cfg.dtype)
+    else:
+        from tasks.judges.openai_http import OpenAIJudge
+
+        try:
+            judge = OpenAIJudge(cfg, constitution, cache)
+        except ValueError as exc:
+            raise StageError(f"collect_preferences.judge: {exc}") from None
+    return judge
+
+
+def _labelled(pair: dict, judgment, source: str, labeller: str, gold) -> dict:
+    return {"pair": pair, "judgment": judgment, "source": source, "labeller": labeller, "gold": gold}
+
+
+def _load_human(params: Params, path: Path) -> list[dict]:
+    """Human pairs as judged items: the label is the file's (p(chosen better), 1 when absent), labeller ids kept."""
+    from tasks.common.gold import gold_scores
+    from tasks.judges.rule import HumanLabels
+    from tasks.validate import DataValidationError, load_and_validate
+
+    try:
+        rows = load_and_validate("preference", [str(path)], params)
+    except DataValidationError as exc:
+        raise StageError(f"collect_preferences.human_file: {exc}") from exc
+    has_gold = params.data.gold != "none"
+    judge = HumanLabels(rows, name=path.name)
+    items = [(r["prompt"], r["chosen"][-1]["content"], r["rejected"][-1]["content"], None) for r in rows]
+    judgments = judge.pairwise_many(items, desc="human labels")
+    out = []
+    for n, (r, (prompt, a, b, _), j) in enumerate(zip(rows, items, judgments, strict=True)):
+        pair = {"id": f"human-{r.get('id', n)}", "prompt": prompt, "a": a, "b": b}
+        gold = tuple(gold_scores([a, b])) if has_gold else None
+        out.append(_labelled(pair, j, "human", str(r.get("labeller") or judge.identity), gold))
+    return out
+
+
+def _human_metrics(params: Params, human: list[dict], judge, constitution) -> dict[str, float]:
+    """How far the human labels agree with the gold judge, and with the AI judge when one is in play."""
+    metrics: dict[str, float] = {"collect/human_pairs": len(human)}
+    p_human = [x["judgment"].p_a for x in human]
+    if params.data.gold != "none" and human:
+        gold_p = [0.5 if x["gold"][0] == x["gold"][1] else float(x["gold"][0] > x["gold"][1]) for x in human]
+        metrics["human/agreement_gold"], metrics["human/agreement_gold_pairs"] = agreement(p_human, gold_p)
+    if judge is not None and human:
+        items = [(x["pair"]["prompt"], x["pair"]["a"], x["pair"]["b"],
+                  draw_principle(constitution, params.seed, x["pair"]["id"])) for x in human]
+        ai_p = [j.p_a for j in judge.pairwise_many(items, desc="AI judge on human pairs")]
+        metrics["judge/agreement_human"], metrics["judge/agreement_human_pairs"] = agreement(ai_p, p_human)
+    return metrics
+
+
+def _judgment_record(x: dict) -> dict[str, Any]:
+    j, pair = x["judgment"], x["pair"]
+    rec = {"id": pair["id"], "source": x["source"], "labeller": x["labeller"], **j.to_dict(),
+           "a": pair["a"], "b": pair["b"]}
+    rec.pop("cached")  # a fact about this run, not about the pair: the file must not change when the cache hits
+    if x["gold"] is not None:
+        ga, gb = x["gold"]
+        rec["gold_p_a"] = 0.5 if ga == gb else float(ga > gb)
+    return rec
+
+
+def _gold_means(rows: list[dict], samples: list[dict]) -> dict[str, float]:
+    """Mean gold score of the samples and of the chosen/rejected sides (a sanity check on any labeller)."""
+    scored = [r for r in rows if r.get("score_chosen") is not None]
+    out = {}
+    if scored:
+        out["collect/mean_chosen_gold"] = sum(r["score_chosen"] for r in scored) / len(scored)
+        out["collect/mean_rejected_gold"] = sum(r["score_rejected"] for r in scored) / len(scored)
+    sample_scores = [s["score"] for s in samples if s.get("score") is not None]
+    if sample_scores:
+        out["collect/mean_sample_gold"] = sum(sample_scores) / len(sample_scores)
+    return out
+
+
+def _write_histogram(histogram: list[dict]) -> None:
+    """plots/judge_confidence.csv for `dvc plots` (bar chart of the soft labels)."""
+    import csv
+
+    path = Path("plots") / "judge_confidence.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["bin_low", "bin_high", "count"])
+        writer.writeheader()
+        writer.writerows(histogram)
 
 
 def _validate_pairs(files: list[Path], params: Params) -> None:
@@ -203,23 +364,43 @@ def _validate_pairs(files: list[Path], params: Params) -> None:
         raise StageError(f"collect_preferences: the produced pairs failed the preference suite: {exc}") from exc
 
 
-def _log_sample_pairs(pairs: list[dict]) -> None:
+def _validate_judgments(path: Path, params: Params) -> None:
+    from tasks.common.constitution import load_constitution
+    from tasks.common.judgment_checks import check_judgments
+
+    names = load_constitution(params.data.constitution).names if Path(params.data.constitution).exists() else []
+    issues = check_judgments(read_jsonl(path), names, str(path))
+    if issues:
+        listed = "\n".join(f"  {i}" for i in issues[:20])
+        raise StageError(f"collect_preferences: the judgments failed their suite ({len(issues)} issues):\n{listed}")
+
+
+def _log_artifacts(rows: list[dict], histogram: list[dict], source: str) -> None:
     import mlflow
 
     mlflow.log_table(
         {
-            "prompt": [p["prompt"][-1]["content"] for p in pairs],
-            "chosen": [p["chosen"][-1]["content"] for p in pairs],
-            "rejected": [p["rejected"][-1]["content"] for p in pairs],
-            "score_chosen": [p.get("score_chosen") for p in pairs],
-            "score_rejected": [p.get("score_rejected") for p in pairs],
+            "prompt": [p["prompt"][-1]["content"] for p in rows],
+            "chosen": [p["chosen"][-1]["content"] for p in rows],
+            "rejected": [p["rejected"][-1]["content"] for p in rows],
+            "label": [p["label"] for p in rows],
+            "labeller": [p["labeller"] for p in rows],
         },
         artifact_file="sample_pairs.json",
     )
+    import matplotlib
 
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
 
-def _mean(xs: list[float]) -> float:
-    return sum(xs) / len(xs) if xs else 0.0
+    fig, ax = plt.subplots(figsize=(5, 3))
+    ax.bar([h["bin_low"] + 0.05 for h in histogram], [h["count"] for h in histogram], width=0.09)
+    ax.set_xlabel("p(a better), both orders averaged")
+    ax.set_ylabel("pairs")
+    ax.set_title(f"label confidence ({source})")
+    fig.tight_layout()
+    mlflow.log_figure(fig, "judge_confidence.png")
+    plt.close(fig)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Supervised fine-tuning: a LoRA adapter on the base model, trained on the validated demonstrations.
 
-Reads  models/base/ (prepare_model), data/validated/sft.jsonl (validate; conversational prompt/completion)
+Reads  models/base/ (prepare_model), data/cai/sft.jsonl (critique_revise: the validated demonstrations, with
+       SL-CAI revisions mixed in when critique_revise.rounds > 0; conversational prompt/completion)
 Writes models/sft/ (LoRA adapter + tokenizer + chain file), checkpoints/sft/ (resumable), metrics/sft.json,
        plots/sft.csv
 
@@ -43,7 +44,7 @@ def run_sft(params: Params) -> dict[str, float]:
 
     seed_everything(params.seed)
     cfg, paths = params.sft, params.paths
-    data_file = Path(paths.validated) / "sft.jsonl"
+    data_file = Path(paths.cai) / "sft.jsonl"  # critique_revise: the demonstrations, plus SL-CAI revisions when on
     if not data_file.is_file():
         raise StageError(f"{data_file}: not found (run the validate stage first)")
     if not Path(paths.base_model, "config.json").is_file():

@@ -101,6 +101,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
         chosen = raw_rewards(trainer.model, tok, prompts, [r["chosen"] for r in eval_rows], SCORE_BATCH)
         rejected = raw_rewards(trainer.model, tok, prompts, [r["rejected"] for r in eval_rows], SCORE_BATCH)
         metrics = pair_metrics(chosen, rejected, [r.get("label", 1.0) for r in eval_rows])
+        metrics.update(gold_accuracy(chosen, rejected, [r.get("gold_label") for r in read_jsonl(eval_file)]))
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         metrics.update(
             {
@@ -172,6 +173,16 @@ def pair_metrics(chosen: list[float], rejected: list[float], labels: list[float]
         "eval/reward_mean": statistics.fmean(rewards),
         "eval/reward_std": statistics.pstdev(rewards),
     }
+
+
+def gold_accuracy(chosen: list[float], rejected: list[float], gold: list[float | None]) -> dict[str, float]:
+    """Held-out accuracy against the gold judge's labels (collect_preferences stores `gold_label` = p(chosen better)
+    by gold), whatever labelled the training pairs: an RM trained on AI labels is judged by ground truth. Gold ties
+    and rows without a gold label are left out."""
+    scored = [(c - r > 0, g > 0.5) for c, r, g in zip(chosen, rejected, gold, strict=True) if g is not None and g != 0.5]
+    if not scored:
+        return {}
+    return {"eval/gold_accuracy": sum(a == b for a, b in scored) / len(scored), "eval/gold_pairs": float(len(scored))}
 
 
 @dataclass

@@ -77,8 +77,9 @@ def write_pairs(root: Path, n_train: int = 12, n_eval: int = 4) -> None:
                  "score_chosen": 0.8, "score_rejected": -0.7, "label": 1.0, "source": "gold"}
                 for i in range(n)]
 
-    write_jsonl(root / "data/preferences/train.jsonl", rows("p", n_train))
-    write_jsonl(root / "data/preferences/eval.jsonl", rows("q", n_eval))
+    for prefix in ("", "hard_"):  # gold labels are all hard: the RM and DPO files hold the same pairs
+        write_jsonl(root / f"data/preferences/{prefix}train.jsonl", rows("p", n_train))
+        write_jsonl(root / f"data/preferences/{prefix}eval.jsonl", rows("q", n_eval))
 
 
 @pytest.fixture
@@ -161,7 +162,7 @@ def test_no_pairs_is_a_stage_error(upstream):
     assert not Path("data/preferences").exists()
 
 
-def test_collect_from_user_file_normalises_and_validates(upstream):
+def test_collect_from_human_file_normalises_and_validates(upstream):
     from tasks.collect_preferences import run_collect_preferences
     from tasks.common.params import load_params
     from tasks.common.stage import StageError
@@ -170,11 +171,12 @@ def test_collect_from_user_file_normalises_and_validates(upstream):
             for i in range(10)]
     write_jsonl("user_pairs.jsonl", good)
     params = load_params()
-    params.collect_preferences.source = "file"
-    params.collect_preferences.file = "user_pairs.jsonl"
+    params.collect_preferences.source = "human"
+    params.collect_preferences.human_file = "user_pairs.jsonl"
     metrics = run_collect_preferences(params)
     pairs = read_jsonl("data/preferences/train.jsonl") + read_jsonl("data/preferences/eval.jsonl")
-    assert metrics["collect/pairs"] == len(pairs) == 10 and metrics["collect/gold_agreement"] == 1.0
+    assert metrics["collect/pairs"] == len(pairs) == 10 and metrics["human/agreement_gold"] == 1.0
+    assert {p["source"] for p in pairs} == {"human"} and all(p["gold_label"] == 1.0 for p in pairs)
     assert pairs[0]["prompt"][0]["role"] == "user" and pairs[0]["chosen"][0]["role"] == "assistant"
     assert "Continue this movie review" in pairs[0]["prompt"][0]["content"]  # plain text went through the template
 

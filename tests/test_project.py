@@ -53,7 +53,7 @@ def test_dvc_triangle():
     for name, stage in dvc["stages"].items():
         assert stage["cmd"] == f"python -m tasks.{name}"
         assert (REPO / "tasks" / f"{name}.py").exists()
-        shared = {"seed", "data", "data.prompt_template", "validate"}  # read-only settings every stage may share
+        shared = {"seed", "data", "data.prompt_template", "data.constitution", "data.gold", "validate"}  # read-only, shared
         own = [p for p in stage.get("params", []) if isinstance(p, str) and (p not in shared or p == name)]
         assert own == [name] and name in sections, f"{name} must list exactly its own params section"
 

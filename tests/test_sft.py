@@ -30,7 +30,7 @@ def write_sft_data(root: Path, n: int = 24) -> Path:
         }
         for i in range(n)
     ]
-    path = root / "data" / "validated" / "sft.jsonl"
+    path = root / "data" / "cai" / "sft.jsonl"  # what critique_revise hands to sft (pass-through by default)
     write_jsonl(path, rows)
     return path
 
@@ -176,5 +176,5 @@ def test_missing_data_is_a_stage_error(project):
     from tasks.common.stage import StageError
     from tasks.sft import run_sft
 
-    with pytest.raises(StageError, match="data/validated/sft.jsonl"):
+    with pytest.raises(StageError, match="data/cai/sft.jsonl"):
         run_sft(load_params())

@@ -29,6 +29,8 @@ drama comedy thriller horror romance western mystery war city town house lightho
 delightful charming tedious clumsy stunning moving heartfelt lovely mess disappointing excellent superb amazing
 nothing something everything who which what when where how why as if then than there here up down out over
 hello world yes no maybe x word positive negative happy joy bright warm cold dark
+b better response answer answers option options principle human conversation consider following critique
+revision revise revised rewrite sure explain reasoning because kind harmful helpful honest
 """.split()
 
 

@@ -32,6 +32,8 @@ class Paths(_Strict):
     reward_checkpoints: str = "checkpoints/train_reward"
     policy_model: str = "models/policy"
     align_checkpoints: str = "checkpoints/align"
+    cai: str = "data/cai"
+    judge_cache: str = "cache/judgments.sqlite"
     reports: str = "reports"
     metrics: str = "metrics"
 
@@ -46,7 +48,9 @@ class DataParams(_Strict):
     prompts_train: str = "data/raw/prompts_train.jsonl"
     prompts_eval: str = "data/raw/prompts_eval.jsonl"
     sft: str = "data/raw/sft.jsonl"
+    constitution: str = "data/constitution.yaml"
     prompt_template: str = "{prompt}"
+    gold: Literal["vader", "none"] = Field("vader", description="the task's gold/rule judge; none = no ground truth")
 
     @field_validator("prompt_template")
     @classmethod
@@ -88,14 +92,50 @@ class SftParams(_Strict):
     trainer: dict[str, Any] = {}
 
 
+class JudgeParams(_Strict):
+    """The AI judge (RL-CAI labelling). The API key is read from the environment variable `api_key_env` only."""
+
+    kind: Literal["local", "openai"] = "local"
+    model: str | None = Field(None, description="local: model dir (stage output or HF dir) or hub id, default the SFT model; openai: model name")
+    base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
+    api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    chain_of_thought: bool = False
+    cot_clamp: tuple[float, float] = (0.4, 0.6)
+    cot_max_new_tokens: int = Field(64, gt=0)
+    few_shot: bool = True
+    batch_size: int = Field(16, gt=0)
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    max_concurrency: int = Field(4, gt=0)
+    timeout_s: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0)
+    backoff_s: float = Field(1.0, ge=0)
+
+
 class CollectPreferencesParams(_Strict):
-    source: Literal["gold", "file"] = "gold"
-    file: str | None = None
+    source: Literal["gold", "ai", "human", "mix"] = "gold"
+    human_file: str | None = Field(None, description="human labels in any preference format (source human or mix)")
+    mix: dict[Literal["gold", "ai"], float] = Field(
+        default_factory=lambda: {"ai": 0.5, "gold": 0.5},
+        description="source mix: share of the sampled pairs each judge labels; human_file pairs are added when set",
+    )
+    judge: JudgeParams = JudgeParams()
+    hard_threshold: float = Field(0.1, ge=0.0, lt=0.5, description="δ: pairs with |p − 0.5| > δ become hard DPO pairs")
     samples_per_prompt: int = Field(4, ge=2)
     max_prompts: int | None = Field(None, gt=0)
     min_margin: float = Field(0.3, ge=0.0)
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     batch_size: int = Field(32, gt=0)
+    generation: GenerationParams = GenerationParams()
+
+
+class CritiqueReviseParams(_Strict):
+    """SL-CAI: sample, critique under a drawn principle, revise, repeat; rounds 0 = pass the SFT data through."""
+
+    rounds: int = Field(0, ge=0, le=8)
+    model: str | None = Field(None, description="the model that answers, critiques and revises; default the base model")
+    max_prompts: int | None = Field(64, gt=0)
+    revision_ratio: float = Field(0.5, ge=0.0, le=1.0, description="share of revisions in the emitted SFT data")
+    batch_size: int = Field(16, gt=0)
     generation: GenerationParams = GenerationParams()
 
 
@@ -138,6 +178,7 @@ class Params(_Strict):
     prepare_model: PrepareModelParams = PrepareModelParams()
     data: DataParams = DataParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
+    critique_revise: CritiqueReviseParams = CritiqueReviseParams()
     sft: SftParams = SftParams()
     collect_preferences: CollectPreferencesParams = CollectPreferencesParams()
     train_reward: TrainRewardParams = TrainRewardParams()

@@ -1,0 +1,109 @@
+"""From sampled completions to labelled preference rows: which samples are compared, and how a judgment becomes a
+row of the reward-model (soft) and DPO (hard) data sets.
+
+Gold source: best vs worst of the K samples by gold score, kept only above a minimum margin (clear labels).
+AI / mix sources: disjoint pairs (s0, s1), (s2, s3), … of the K samples — every sample is judged once, and a
+judge call is never spent on a pair whose answer another pair already implies. The judge decides the direction.
+
+A judged pair becomes one row oriented so that `chosen` is the preferred side, `label` = p(chosen better) ≥ ½.
+Exact ties (p = ½) carry no direction and are dropped. Rows with |p − ½| > δ (`hard_threshold`) also go to the
+hard set used by the DPO family (Bai et al. 2022 threshold the soft labels the same way).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from typing import Any
+
+from tasks.common.constitution import Constitution, Principle
+
+
+def best_vs_worst(prompt: dict[str, Any], texts: list[str], scores: list[float], min_margin: float) -> dict | None:
+    """One preference row (internal form) from K scored samples, or None when the gold margin is too small."""
+    scored = [(s, t) for s, t in zip(scores, texts, strict=True) if t.strip()]
+    if len(scored) < 2:
+        return None
+    best = max(scored, key=lambda st: st[0])
+    worst = min(scored, key=lambda st: st[0])
+    margin = best[0] - worst[0]
+    if margin <= 0 or margin < min_margin or best[1] == worst[1]:
+        return None
+    return {
+        "id": prompt["id"],
+        "prompt": prompt["prompt"],
+        "chosen": [{"role": "assistant", "content": best[1]}],
+        "rejected": [{"role": "assistant", "content": worst[1]}],
+        "score_chosen": best[0],
+        "score_rejected": worst[0],
+        "label": 1.0,
+        "sample_scores": scores,
+    }
+
+
+def disjoint_pairs(prompt: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
+    """Candidate pairs (a, b) of consecutive samples; empty or identical texts are skipped, not judged."""
+    usable = [t for t in texts if t.strip()]
+    pairs = []
+    for k in range(0, len(usable) - 1, 2):
+        a, b = usable[k], usable[k + 1]
+        if a != b:
+            pairs.append({"id": f"{prompt['id']}-p{k // 2}", "prompt": prompt["prompt"], "a": a, "b": b})
+    return pairs
+
+
+def draw_principle(constitution: Constitution, seed: int, pair_id: str) -> Principle:
+    """One principle per comparison (Bai et al. 2022), drawn from a generator seeded by the pair id, so a pair's
+    principle does not depend on which other pairs exist or their order."""
+    return constitution.draw(random.Random(f"{seed}:{pair_id}"), "label")
+
+
+def assign_shares(ids: list[str], shares: dict[str, float], seed: int) -> dict[str, str]:
+    """id → labeller name, each labeller getting its share of the ids (by a seeded hash rank, order-free)."""
+    total = sum(shares.values())
+    if total <= 0:
+        raise ValueError("collect_preferences.mix: the shares must add up to more than 0")
+    ranked = sorted(ids, key=lambda i: hashlib.sha256(f"{seed}:mix:{i}".encode()).hexdigest())
+    out, start, acc = {}, 0, 0.0
+    names = sorted(shares)
+    for n, name in enumerate(names):
+        acc += shares[name] / total
+        end = len(ranked) if n == len(names) - 1 else round(acc * len(ranked))
+        for i in ranked[start:end]:
+            out[i] = name
+        start = end
+    return out
+
+
+def to_row(pair: dict[str, Any], p_a: float, source: str, labeller: str, gold: tuple[float, float] | None) -> dict | None:
+    """The oriented preference row of a judged pair (None for an exact tie)."""
+    if p_a == 0.5:
+        return None
+    a_wins = p_a > 0.5
+    chosen, rejected = (pair["a"], pair["b"]) if a_wins else (pair["b"], pair["a"])
+    row = {
+        "id": pair["id"],
+        "prompt": pair["prompt"],
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "label": p_a if a_wins else 1.0 - p_a,
+        "source": source,
+        "labeller": labeller,
+    }
+    if gold is not None:
+        g_chosen, g_rejected = gold if a_wins else (gold[1], gold[0])
+        row["score_chosen"], row["score_rejected"] = g_chosen, g_rejected
+        row["gold_label"] = 0.5 if g_chosen == g_rejected else float(g_chosen > g_rejected)
+    row.update(pair.get("extra", {}))
+    return row
+
+
+def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Deterministic held-out split: order by a seeded hash of the id, so a pair's side never depends on row order."""
+    n_eval = round(len(pairs) * eval_fraction)
+    if eval_fraction > 0 and len(pairs) >= 2:
+        n_eval = min(max(n_eval, 1), len(pairs) - 1)
+    ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p['id']}".encode()).hexdigest())
+    held_out_ids = {p["id"] for p in ranked[:n_eval]}
+    train = [p for p in pairs if p["id"] not in held_out_ids]
+    return train, [p for p in pairs if p["id"] in held_out_ids]
