@@ -46,7 +46,7 @@ def run_sft(params: Params) -> dict[str, float]:
     cfg, paths = params.sft, params.paths
     data_file = Path(paths.cai) / "sft.jsonl"  # critique_revise: the demonstrations, plus SL-CAI revisions when on
     if not data_file.is_file():
-        raise StageError(f"{data_file}: not found (run the validate stage first)")
+        raise StageError(f"{data_file}: not found (run the validate and critique_revise stages first)")
     if not Path(paths.base_model, "config.json").is_file():
         raise StageError(f"{paths.base_model}: no model there (run the prepare_model stage first)")
 

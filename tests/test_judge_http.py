@@ -143,7 +143,7 @@ def serve():
 
 
 def make(serve, url, cache=None, **kw) -> OpenAIJudge:
-    cfg = JudgeParams(**{"kind": "openai", "model": "fake-judge", "base_url": url, "api_key_env": KEY_ENV,
+    cfg = JudgeParams(**{"kind": "openai", "few_shot": True, "model": "fake-judge", "base_url": url, "api_key_env": KEY_ENV,
                          "max_retries": 3, "backoff_s": 0.01, "timeout_s": 5.0, **kw})
     judge = OpenAIJudge(cfg, CONSTITUTION, cache)
     serve.judges.append(judge)

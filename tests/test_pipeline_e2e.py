@@ -21,7 +21,7 @@ from tests.conftest import REPO, tiny_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare_model", "validate", "sft", "collect_preferences", "train_reward", "align", "evaluate"]
+STAGES = ["prepare_model", "validate", "critique_revise", "sft", "collect_preferences", "train_reward", "align", "evaluate"]
 
 
 def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -35,9 +35,9 @@ def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def make_repo(root: Path, model_dir: Path, **overrides) -> Path:
     """A git + DVC repository holding the project's code, dvc.yaml, data/raw and tiny params."""
-    for name in ("tasks", "flows", "data/raw"):
+    for name in ("tasks", "flows", "data/raw", "data/human"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
+    for name in ("dvc.yaml", ".gitignore", "data/constitution.yaml"):
         shutil.copy(REPO / name, root / name)
     (root / "params.yaml").write_text(yaml.safe_dump(tiny_params(model_dir, **overrides), sort_keys=False))
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.autostage", "true"],

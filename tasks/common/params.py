@@ -102,9 +102,9 @@ class JudgeParams(_Strict):
     chain_of_thought: bool = False
     cot_clamp: tuple[float, float] = (0.4, 0.6)
     cot_max_new_tokens: int = Field(64, gt=0)
-    few_shot: bool = True
+    few_shot: bool = False
     batch_size: int = Field(16, gt=0)
-    dtype: Literal["float32", "bfloat16"] = "float32"
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
     max_concurrency: int = Field(4, gt=0)
     timeout_s: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0)
@@ -119,7 +119,7 @@ class CollectPreferencesParams(_Strict):
         description="source mix: share of the sampled pairs each judge labels; human_file pairs are added when set",
     )
     judge: JudgeParams = JudgeParams()
-    hard_threshold: float = Field(0.1, ge=0.0, lt=0.5, description="δ: pairs with |p − 0.5| > δ become hard DPO pairs")
+    hard_threshold: float = Field(0.01, ge=0.0, lt=0.5, description="δ: pairs with |p − 0.5| > δ become hard DPO pairs")
     samples_per_prompt: int = Field(4, ge=2)
     max_prompts: int | None = Field(None, gt=0)
     min_margin: float = Field(0.3, ge=0.0)

@@ -42,6 +42,7 @@ class LocalJudge(Judge):
         self.cot_max_new_tokens = cot_max_new_tokens
         self.chunk_size = max(batch_size * 4, 32)
         self.letters = answer_token_ids(self.tokenizer)
+        self.letter_rows = self.model.get_output_embeddings().weight[list(self.letters)].detach().float()
         self.identity = f"local:{model_identity(model_dir)}:{dtype}"
 
     def settings(self) -> dict[str, Any]:
@@ -81,9 +82,11 @@ class LocalJudge(Judge):
                 idx = order[start : start + self.batch_size]
                 enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
                 enc = enc.to(model.device)
-                # Only the last position's logits are needed: slice the hidden state before the LM head.
-                logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()
-                pair = torch.log_softmax(logits[:, list(self.letters)], dim=-1).exp()[:, 0]
+                # Only two logits are needed: the last hidden state times the two letters' rows of the LM head, in
+                # fp32 — bf16 logits round the small A/B difference of a weak judge into exact ties.
+                hidden = model.base_model(**enc).last_hidden_state[:, -1, :].float()
+                logits = hidden @ self.letter_rows.T
+                pair = torch.softmax(logits, dim=-1)[:, 0]
                 for row, i in enumerate(idx):
                     probs[i] = float(pair[row])
                     lengths[i] = int(enc["attention_mask"][row].sum())
