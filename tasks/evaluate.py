@@ -26,6 +26,7 @@ import base64
 import contextlib
 import html
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,13 @@ def run_evaluate(params: Params) -> dict[str, float]:
         if not results:
             raise StageError(f"evaluate: none of {paths.base_model}, {paths.sft_model}, {paths.policy_model} exists")
         for res in results.values():
-            res["gold"] = gold_scores([s["text"] for per_prompt in res["samples"] for s in per_prompt])
+            if params.data.gold != "none":  # a task without ground truth (data.gold: none) has no gold reward
+                res["gold"] = gold_scores([s["text"] for per_prompt in res["samples"] for s in per_prompt])
         if Path(paths.reward_model).exists():
             _add_rm_scores(params, prompts, results)
 
         per_model = {name: summarise(res, REFERENCE.get(name)) for name, res in results.items()}
-        if "policy" in results and "sft" in results:
+        if "policy" in results and "sft" in results and params.data.gold != "none":
             policy, sft = per_model["policy"], per_model["sft"]
             policy["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
             policy["gold_gain_vs_sft"] = policy["gold_reward"] - sft["gold_reward"]
@@ -75,7 +77,9 @@ def run_evaluate(params: Params) -> dict[str, float]:
         with atomic_dir(Path(paths.reports) / "eval") as out:
             png = gold_plot(results, per_model)
             (out / "gold_reward.png").write_bytes(png)
-            (out / "report.html").write_text(report_html(params, prompts, per_model, rows, png), encoding="utf-8")
+            labels = preference_summary(params)
+            (out / "report.html").write_text(report_html(params, prompts, per_model, rows, png, labels),
+                                             encoding="utf-8")
             write_jsonl(out / "samples.jsonl", rows)
         write_json(Path(paths.metrics) / "eval.json", metrics)
 
@@ -201,7 +205,7 @@ def sample_rows(prompts: list[dict], results: dict[str, dict]) -> list[dict[str,
         for prompt, per_prompt in zip(prompts, res["samples"], strict=True):
             for j, s in enumerate(per_prompt):
                 row = {"prompt_id": prompt["id"], "model": name, "sample": j, "prompt": prompt["prompt"][-1]["content"],
-                       "text": s["text"], "gold": res["gold"][i], "n_tokens": s["n_tokens"], "eos": s["eos"]}
+                       "text": s["text"], "gold": res["gold"][i] if "gold" in res else None, "n_tokens": s["n_tokens"], "eos": s["eos"]}
                 if "rm" in res:
                     row["rm"] = res["rm"][i]
                 rows.append(row)
@@ -210,26 +214,33 @@ def sample_rows(prompts: list[dict], results: dict[str, dict]) -> list[dict[str,
 
 
 def gold_plot(results: dict[str, dict], per_model: dict[str, dict[str, float]]) -> bytes:
-    """PNG: gold-reward distribution per model, and mean gold reward with its 95 % interval."""
+    """PNG: gold-reward distribution per model, and mean gold reward with its 95 % interval (the reward-model score
+    instead for a task without a gold judge)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
-    bins = [i / 10 for i in range(-10, 11)]
-    for name, res in results.items():
-        left.hist(res["gold"], bins=bins, histtype="step", linewidth=1.8, label=name)
-    left.set(xlabel="gold reward (VADER compound)", ylabel="samples", title="distribution")
-    left.legend()
-    names = list(per_model)
-    means = [per_model[n]["gold_reward"] for n in names]
-    errs = [[m - per_model[n].get("gold_reward_ci_low", m) for n, m in zip(names, means)],
-            [per_model[n].get("gold_reward_ci_high", m) - m for n, m in zip(names, means)]]
+    first = next(iter(results.values()))
+    key, metric, label = (("gold", "gold_reward", "gold reward (VADER compound)") if "gold" in first
+                          else ("rm", "rm_score", "reward-model score"))
+    names = [n for n in per_model if metric in per_model[n]]
+    values = [v for n in names for v in results[n][key]]
+    low, high = (min(values), max(values)) if values else (-1.0, 1.0)
+    bins = [low + (high - low) * i / 20 for i in range(21)] if high > low else 20
+    for name in names:
+        left.hist(results[name][key], bins=bins, histtype="step", linewidth=1.8, label=name)
+    left.set(xlabel=label, ylabel="samples", title="distribution")
+    if names:
+        left.legend()
+    means = [per_model[n][metric] for n in names]
+    errs = [[m - per_model[n].get(f"{metric}_ci_low", m) for n, m in zip(names, means)],
+            [per_model[n].get(f"{metric}_ci_high", m) - m for n, m in zip(names, means)]]
     errs = [[0.0 if math.isnan(e) else e for e in side] for side in errs]
     right.bar(names, means, yerr=errs, capsize=6, color=["#999999", "#4c72b0", "#dd8452"][: len(names)])
     right.axhline(0, color="black", linewidth=0.6)
-    right.set(ylabel="mean gold reward", title=CI)
+    right.set(ylabel=f"mean {label.split(' (')[0]}", title=CI)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
@@ -237,8 +248,40 @@ def gold_plot(results: dict[str, dict], per_model: dict[str, dict[str, float]]) 
     return buf.getvalue()
 
 
+PREFERENCE_ROWS = [  # (metrics file stem, key, what it says) — the labels the policy and RM learned from
+    ("collect_preferences", "collect/pairs", "preference pairs (soft, for the RM)"),
+    ("collect_preferences", "collect/hard_train_pairs", "hard pairs for DPO (train)"),
+    ("collect_preferences", "collect/ties_dropped", "exact ties dropped"),
+    ("collect_preferences", "judge/agreement_gold", "AI judge agreement with gold labels"),
+    ("collect_preferences", "judge/agreement_gold_pairs", "… over pairs (both prefer an option)"),
+    ("collect_preferences", "judge/position_bias_rate", "AI judge position-bias rate (preference flips with order)"),
+    ("collect_preferences", "judge/first_position_rate", "AI judge picks the first option (0.5 = unbiased)"),
+    ("collect_preferences", "judge/mean_confidence", "AI judge mean |p − 0.5|"),
+    ("collect_preferences", "judge/agreement_human", "AI judge agreement with human labels"),
+    ("collect_preferences", "human/agreement_gold", "human labels agreement with gold"),
+    ("collect_preferences", "judge/calls", "judge calls (cache hits not counted)"),
+    ("collect_preferences", "judge/cached", "judge answers from the cache"),
+    ("train_reward", "eval/accuracy", "reward model held-out accuracy (vs the training labels)"),
+    ("train_reward", "eval/gold_accuracy", "reward model held-out accuracy vs gold labels"),
+]
+
+
+def preference_summary(params: Params) -> list[tuple[str, str]]:
+    """(what, value) rows about the preference labels, from the stage metrics of collect_preferences/train_reward."""
+    found = {}
+    for stem in ("collect_preferences", "train_reward"):
+        f = Path(params.paths.metrics) / f"{stem}.json"
+        found[stem] = json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}
+    rows = []
+    for stem, key, what in PREFERENCE_ROWS:
+        if key in found[stem]:
+            v = found[stem][key]
+            rows.append((what, f"{v:.0f}" if float(v).is_integer() else f"{v:.3f}"))
+    return rows
+
+
 def report_html(params: Params, prompts: list[dict], per_model: dict[str, dict[str, float]], rows: list[dict],
-                png: bytes) -> str:
+                png: bytes, labels: list[tuple[str, str]] = ()) -> str:
     """Self-contained HTML: metric table (base | SFT | policy), the embedded plot, sample completions side by side."""
     names = list(per_model)
     keys = [k for k in dict.fromkeys(k for m in per_model.values() for k in m)
@@ -258,8 +301,8 @@ def report_html(params: Params, prompts: list[dict], per_model: dict[str, dict[s
     by_key = {(r["prompt_id"], r["model"]): r for r in rows if r["sample"] == 0}
     examples = "".join(
         f"<tr><td>{html.escape(p['prompt'][-1]['content'])}</td>"
-        + "".join(f"<td>{html.escape(by_key[(p['id'], n)]['text'])}<br><small>gold "
-                  f"{by_key[(p['id'], n)]['gold']:.3f}</small></td>" for n in names)
+        + "".join(f"<td>{html.escape(by_key[(p['id'], n)]['text'])}{_gold_note(by_key[(p['id'], n)])}</td>"
+                  for n in names)
         + "</tr>"
         for p in prompts[:12]
     )
@@ -276,12 +319,18 @@ Intervals: {CI}. KL per sequence from the model's own samples (k1, and k3), refe
 chain.</p>
 <h2>Metrics</h2>
 <table><tr><th>metric</th>{head}</tr>{body}</table>
+<h2>Preference labels</h2>
+<table><tr><th>what</th><th>value</th></tr>{"".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td></tr>" for a, b in labels)}</table>
 <h2>Gold reward</h2>
 <img alt="gold reward per model" src="data:image/png;base64,{base64.b64encode(png).decode()}">
 <h2>Sample completions (first sample per prompt)</h2>
 <table><tr><th>prompt</th>{head}</tr>{examples}</table>
 </body></html>
 """
+
+
+def _gold_note(row: dict[str, Any]) -> str:
+    return f"<br><small>gold {row['gold']:.3f}</small>" if row.get("gold") is not None else ""
 
 
 if __name__ == "__main__":

@@ -108,3 +108,26 @@ def test_evaluate_scores_with_the_reward_model_when_there_is_one(upstream):
         assert math.isfinite(metrics[f"{m}/rm_score"])
         assert metrics[f"{m}/rm_score_ci_low"] <= metrics[f"{m}/rm_score"] <= metrics[f"{m}/rm_score_ci_high"]
     assert {"model", "text", "gold", "rm"} <= set(read_jsonl("reports/eval/samples.jsonl")[0])
+
+
+def test_task_without_gold_uses_the_rm_and_reports_the_labels(upstream):
+    """data.gold: none (examples/assistant): no gold metrics, the RM score is plotted, and the report shows the
+    preference-label quality from the collect_preferences / train_reward stage metrics."""
+    from tasks.common.io import write_json
+    from tasks.common.params import load_params
+    from tasks.evaluate import run_evaluate
+    from tasks.train_reward import run_train_reward
+    from tests.test_collect_preferences import write_pairs
+
+    write_pairs(upstream)
+    run_train_reward(load_params())
+    write_json("metrics/collect_preferences.json", {"collect/pairs": 40, "judge/agreement_gold": 0.625,
+                                                   "judge/position_bias_rate": 0.25})
+    params = load_params()
+    params.data.gold = "none"
+    metrics = run_evaluate(params)
+    assert not any("gold" in k for k in metrics) and math.isfinite(metrics["policy/rm_score"])
+    report = Path("reports/eval/report.html").read_text()
+    assert "AI judge agreement with gold labels</td><td>0.625" in report
+    assert "position-bias rate" in report and "reward model held-out accuracy (vs the training labels)" in report
+    assert all(r["gold"] is None for r in read_jsonl("reports/eval/samples.jsonl"))
