@@ -72,12 +72,13 @@ def run_evaluate(params: Params) -> dict[str, float]:
             policy["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
             policy["gold_gain_vs_sft"] = policy["gold_reward"] - sft["gold_reward"]
         metrics = {f"{name}/{k}": v for name, m in per_model.items() for k, v in m.items() if math.isfinite(v)}
+        metrics.update(rm_gold_agreement(results))
 
         rows = sample_rows(prompts, results)
         with atomic_dir(Path(paths.reports) / "eval") as out:
             png = gold_plot(results, per_model)
             (out / "gold_reward.png").write_bytes(png)
-            labels = preference_summary(params)
+            labels = preference_summary(params, metrics)
             (out / "report.html").write_text(report_html(params, prompts, per_model, rows, png, labels),
                                              encoding="utf-8")
             write_jsonl(out / "samples.jsonl", rows)
@@ -198,6 +199,29 @@ def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:
     return out
 
 
+def rm_gold_agreement(results: dict[str, dict]) -> dict[str, float]:
+    """How often the reward model orders two samples of the same prompt as the gold judge does, over every pair of
+    samples per prompt and model (held-out prompts, on-policy samples; gold ties and RM ties left out). The proxy's
+    fidelity where it matters — on what the policies actually write — on far more pairs than the RM's eval split."""
+    agree = total = 0
+    for res in results.values():
+        if "rm" not in res or "gold" not in res:
+            continue
+        i = 0
+        for per_prompt in res["samples"]:
+            k = len(per_prompt)
+            for a in range(i, i + k):
+                for b in range(a + 1, i + k):
+                    g, r = res["gold"][a] - res["gold"][b], res["rm"][a] - res["rm"][b]
+                    if g != 0 and r != 0:
+                        total += 1
+                        agree += (g > 0) == (r > 0)
+            i += k
+    if total == 0:
+        return {}
+    return {"rm/gold_pair_accuracy": agree / total, "rm/gold_pairs": float(total)}
+
+
 def sample_rows(prompts: list[dict], results: dict[str, dict]) -> list[dict[str, Any]]:
     rows = []
     for name, res in results.items():
@@ -263,12 +287,15 @@ PREFERENCE_ROWS = [  # (metrics file stem, key, what it says) — the labels the
     ("collect_preferences", "judge/cached", "judge answers from the cache"),
     ("train_reward", "eval/accuracy", "reward model held-out accuracy (vs the training labels)"),
     ("train_reward", "eval/gold_accuracy", "reward model held-out accuracy vs gold labels"),
+    ("eval", "rm/gold_pair_accuracy", "reward model orders sample pairs as gold does (held-out prompts)"),
+    ("eval", "rm/gold_pairs", "… over sample pairs"),
 ]
 
 
-def preference_summary(params: Params) -> list[tuple[str, str]]:
-    """(what, value) rows about the preference labels, from the stage metrics of collect_preferences/train_reward."""
-    found = {}
+def preference_summary(params: Params, eval_metrics: dict[str, float]) -> list[tuple[str, str]]:
+    """(what, value) rows about the preference labels, from the stage metrics of collect_preferences/train_reward
+    and this stage's RM-vs-gold agreement."""
+    found = {"eval": eval_metrics}
     for stem in ("collect_preferences", "train_reward"):
         f = Path(params.paths.metrics) / f"{stem}.json"
         found[stem] = json.loads(f.read_text(encoding="utf-8")) if f.exists() else {}

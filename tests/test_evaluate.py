@@ -107,7 +107,16 @@ def test_evaluate_scores_with_the_reward_model_when_there_is_one(upstream):
     for m in ("base", "sft", "policy"):
         assert math.isfinite(metrics[f"{m}/rm_score"])
         assert metrics[f"{m}/rm_score_ci_low"] <= metrics[f"{m}/rm_score"] <= metrics[f"{m}/rm_score_ci_high"]
-    assert {"model", "text", "gold", "rm"} <= set(read_jsonl("reports/eval/samples.jsonl")[0])
+    rows = read_jsonl("reports/eval/samples.jsonl")
+    assert {"model", "text", "gold", "rm"} <= set(rows[0])
+    # the RM-vs-gold pair accuracy, recomputed by hand from the per-sample scores
+    by = {}
+    for r in rows:
+        by.setdefault((r["model"], r["prompt_id"]), []).append(r)
+    pairs = [(a["gold"] - b["gold"], a["rm"] - b["rm"]) for a, b in by.values() if a["gold"] != b["gold"]]
+    pairs = [(g, r) for g, r in pairs if r != 0]
+    assert metrics["rm/gold_pairs"] == len(pairs)
+    assert metrics["rm/gold_pair_accuracy"] == pytest.approx(sum((g > 0) == (r > 0) for g, r in pairs) / len(pairs))
 
 
 def test_task_without_gold_uses_the_rm_and_reports_the_labels(upstream):
