@@ -2,6 +2,7 @@
 
     alignflow run [--stage NAME ...]                  run the pipeline through Prefect (skips up-to-date stages)
     alignflow validate --kind preference FILE ...     check data files; exit 1 with file/row/field/rule on bad data
+    alignflow validate --kind constitution FILE       check a constitution (principles, few-shot examples)
     alignflow serve                                   serve the pipeline on the cron schedule from params.yaml
     alignflow stages                                  list the stages in execution order and whether they are stale
 
@@ -40,7 +41,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_constitution(files: list[str]) -> int:
+    """`alignflow validate --kind constitution FILE…`: the checks collect_preferences / critique_revise run on load."""
+    from tasks.common.constitution import ConstitutionError, load_constitution
+
+    status = 0
+    for f in files:
+        try:
+            c = load_constitution(f)
+        except ConstitutionError as exc:
+            print(exc)
+            status = 1
+            continue
+        print(f"{f}: {c.name}: {len(c.principles)} principles ({len(c.for_use('label'))} label, "
+              f"{len(c.for_use('revise'))} revise), {len(c.few_shot)} few-shot examples: ok")
+    return status
+
+
 def _validate(args: argparse.Namespace) -> int:
+    if args.kind == "constitution":
+        return _validate_constitution(args.files)
     from tasks.validate import validate_cli
 
     kwargs = {"report": args.report} if args.report else {}
@@ -78,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=_run)
 
     val = sub.add_parser("validate", help="validate data files of one kind")
-    val.add_argument("--kind", required=True, choices=["prompts", "sft", "preference", "kto"])
+    val.add_argument("--kind", required=True, choices=["prompts", "sft", "preference", "kto", "constitution"])
     val.add_argument("--on-error", choices=["fail", "drop"], default=None, help="default: params.yaml or fail")
     val.add_argument("--max-drop-fraction", type=float, default=None)
     val.add_argument("--report", default=None, help="HTML report path (default reports/checks/cli-report.html)")

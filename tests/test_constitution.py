@@ -260,3 +260,17 @@ def test_every_error_is_listed(tmp_path):
     msg, _ = _error(tmp_path, raw)
     assert "principles[0] (name: 'helpful').critique" in msg
     assert "few_shot[0].answer" in msg
+
+
+def test_cli_validates_constitutions(tmp_path):
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nprinciples:\n  - name: a\n    comparison: c\n    critique: c\n")
+    cmd = [sys.executable, "-m", "flows.cli", "validate", "--kind", "constitution"]
+    ok = subprocess.run([*cmd, str(repo / "data/constitution.yaml")], cwd=repo, capture_output=True, text=True)
+    assert ok.returncode == 0 and "4 principles (3 label, 4 revise)" in ok.stdout
+    failed = subprocess.run([*cmd, str(bad)], cwd=repo, capture_output=True, text=True)
+    assert failed.returncode == 1 and "principles[0] (name: 'a').revision: Field required" in failed.stdout
