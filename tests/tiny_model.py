@@ -34,7 +34,8 @@ revision revise revised rewrite sure explain reasoning because kind harmful help
 """.split()
 
 
-def build_tiny_model(out_dir: str | Path, hidden_size: int = 32, layers: int = 2, seed: int = 0) -> Path:
+def build_tiny_model(out_dir: str | Path, hidden_size: int = 32, layers: int = 2, seed: int = 0,
+                     initializer_range: float = 0.02) -> Path:
     """Write a random tiny LlamaForCausalLM + tokenizer (with chat template and distinct pad/eos) to out_dir."""
     import torch
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
@@ -65,6 +66,7 @@ def build_tiny_model(out_dir: str | Path, hidden_size: int = 32, layers: int = 2
         num_key_value_heads=2,
         max_position_embeddings=512,
         tie_word_embeddings=True,
+        initializer_range=initializer_range,  # larger: logits that a LoRA can move (RL tests)
         pad_token_id=tok.pad_token_id,
         bos_token_id=tok.bos_token_id,
         eos_token_id=tok.eos_token_id,

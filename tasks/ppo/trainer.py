@@ -1,0 +1,185 @@
+"""The PPO loop for language models (written here: TRL removed its PPOTrainer in 2026).
+
+One `step()` = one rollout batch and its updates:
+  1. rollout: sample responses to `rollout_batch_size` prompts from the policy (eval mode: dropout off), cut after
+     the first EOS; score them with `score_fn` (the reward model, normalised so SFT samples average 0), a fixed
+     penalty for responses without EOS; token log-probs under the policy and the reference (the same model with
+     its adapter disabled), and per-token values from the value model;
+  2. rewards: −β·KL per token (k1 or k3) + the score on the last token; GAE (γ, λ); advantages whitened over
+     valid tokens;
+  3. updates: `ppo_epochs` passes over the batch in shuffled minibatches with gradient accumulation; clipped
+     policy loss + vf_coef · clipped value loss; gradients clipped to max_grad_norm;
+  4. the KL controller sees the batch's mean sequence KL.
+The model stays in eval mode while it trains (METHODS.md: dropout off — otherwise the rollout log-probs and the
+ones the loss recomputes would differ by the dropout noise alone).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from tasks.ppo.core import (
+    KLController,
+    explained_variance,
+    gae,
+    kl_per_token,
+    masked_mean,
+    policy_loss,
+    token_rewards,
+    value_loss,
+    whiten,
+)
+from tasks.ppo.rollout import Batch, pack, reference, token_logprobs
+
+ScoreFn = Callable[[list[list[dict[str, str]]], list[str]], list[float]]
+
+
+@dataclass
+class PPOSettings:
+    rollout_batch_size: int = 16
+    mini_batch_size: int = 8
+    gradient_accumulation_steps: int = 1
+    ppo_epochs: int = 2
+    learning_rate: float = 1e-4
+    gamma: float = 1.0
+    lam: float = 0.95
+    cliprange: float = 0.2
+    cliprange_value: float = 0.2
+    vf_coef: float = 0.1
+    max_grad_norm: float = 1.0
+    kl_coef: float = 0.05
+    kl_estimator: str = "k1"
+    target_kl: float | None = None
+    kl_horizon: float = 10000.0
+    missing_eos_penalty: float | None = -1.0  # None: responses without EOS keep their score
+    whiten_rewards: bool = False
+    generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 32, "temperature": 1.0,
+                                                                   "top_p": 1.0, "top_k": 0})
+
+
+def token_values(value_model, batch: Batch) -> torch.Tensor:
+    """V(s_t) for every response position ([B, Lr]): the value head on the backbone's hidden state at the position
+    that predicts token t (the same positions the policy's log-probs come from)."""
+    model = value_model.get_base_model() if hasattr(value_model, "get_base_model") else value_model
+    ids = torch.cat([batch.query, batch.response], dim=1)
+    attention = torch.cat([batch.query_mask, batch.mask.long()], dim=1)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)
+    hidden = model.base_model(input_ids=ids, attention_mask=attention, position_ids=positions).last_hidden_state
+    lq, lr = batch.query.shape[1], batch.response.shape[1]
+    return model.score(hidden[:, lq - 1 : lq + lr - 1]).squeeze(-1).float() * batch.mask
+
+
+class PPOTrainer:
+    def __init__(self, policy, value_model, tokenizer, prompts: list[list[dict[str, str]]], score_fn: ScoreFn,
+                 settings: PPOSettings, seed: int = 0):
+        self.policy, self.value_model, self.tok = policy, value_model, tokenizer
+        self.prompts, self.score_fn, self.s, self.seed = prompts, score_fn, settings, seed
+        self.kl_ctl = KLController(settings.kl_coef, settings.target_kl, settings.kl_horizon)
+        params = [p for m in (policy, value_model) for p in m.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, eps=1e-5)
+        self.trainable = params
+        self.step_count = 0
+        self.position = 0  # next prompt in the seeded order; with step_count and RNG, what resume restores
+        self.order = list(range(len(prompts)))
+        random.Random(seed).shuffle(self.order)
+
+    def _next_prompts(self) -> list[list[dict[str, str]]]:
+        out = []
+        for _ in range(self.s.rollout_batch_size):
+            if self.position == len(self.order):
+                self.position = 0
+                random.Random(self.seed + self.step_count + 1).shuffle(self.order)
+            out.append(self.prompts[self.order[self.position]])
+            self.position += 1
+        return out
+
+    @torch.no_grad()
+    def rollout(self) -> tuple[Batch, dict[str, torch.Tensor], dict[str, float]]:
+        from tasks.common.modeling import generate
+
+        s, tok = self.s, self.tok
+        prompts = self._next_prompts()
+        self.policy.eval()
+        self.value_model.eval()
+        t0 = time.perf_counter()
+        samples = generate(self.policy, tok, prompts, num_return_sequences=1,
+                           batch_size=s.rollout_batch_size, desc="ppo rollout", **s.generation)
+        query_ids = [tok(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True),
+                         add_special_tokens=False)["input_ids"] for p in prompts]
+        batch = pack(query_ids, [x[0]["ids"] for x in samples], tok.pad_token_id, tok.eos_token_id,
+                     device=self.policy.device)
+        texts = [x[0]["text"] for x in samples]
+        scores = torch.tensor(self.score_fn(prompts, texts), dtype=torch.float32, device=batch.mask.device)
+        if s.missing_eos_penalty is not None:
+            scores = torch.where(batch.has_eos, scores, torch.full_like(scores, s.missing_eos_penalty))
+        temperature = s.generation.get("temperature", 1.0)
+        logp = token_logprobs(self.policy, batch, temperature)
+        with reference(self.policy):
+            ref_logp = token_logprobs(self.policy, batch, temperature)
+        values = token_values(self.value_model, batch)
+        kl = kl_per_token(logp, ref_logp, s.kl_estimator) * batch.mask
+        rewards, non_score = token_rewards(scores, kl, batch.mask, self.kl_ctl.beta)
+        if s.whiten_rewards:
+            rewards = whiten(rewards, batch.mask, shift_mean=False)
+        advantages, returns = gae(rewards, values, batch.mask, s.gamma, s.lam)
+        advantages = whiten(advantages, batch.mask)
+        rollout_s = time.perf_counter() - t0
+        data = {"logp": logp, "values": values, "advantages": advantages, "returns": returns}
+        stats = {
+            "objective/scores": float(scores.mean()),
+            "objective/kl": float(kl.sum(1).mean()),
+            "objective/non_score_reward": float(non_score.sum(1).mean()),
+            "objective/rlhf_reward": float((scores + non_score.sum(1)).mean()),
+            "objective/beta": self.kl_ctl.beta,
+            "val/response_length": float(batch.mask.sum(1).mean()),
+            "val/eos_fraction": float(batch.has_eos.float().mean()),
+            "val/explained_variance": explained_variance(values, returns, batch.mask),
+            "time/rollout_s": rollout_s,
+        }
+        return batch, data, stats
+
+    def update(self, batch: Batch, data: dict[str, torch.Tensor]) -> dict[str, float]:
+        s = self.s
+        temperature = s.generation.get("temperature", 1.0)
+        n = batch.response.shape[0]
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step_count)
+        sums: dict[str, float] = {}
+        count = 0
+        t0 = time.perf_counter()
+        for _ in range(s.ppo_epochs):
+            perm = torch.randperm(n, generator=gen).tolist()
+            for start in range(0, n, s.mini_batch_size):
+                idx = perm[start : start + s.mini_batch_size]
+                mb = Batch(batch.query[idx], batch.query_mask[idx], batch.response[idx], batch.mask[idx], batch.eos_id)
+                logp, entropy = token_logprobs(self.policy, mb, temperature, with_entropy=True)
+                pl, pstats = policy_loss(logp, data["logp"][idx], data["advantages"][idx], mb.mask, s.cliprange)
+                v = token_values(self.value_model, mb)
+                vl, vstats = value_loss(v, data["values"][idx], data["returns"][idx], mb.mask, s.cliprange_value)
+                loss = (pl + s.vf_coef * vl) / s.gradient_accumulation_steps
+                loss.backward()
+                count += 1
+                if count % s.gradient_accumulation_steps == 0 or start + s.mini_batch_size >= n:
+                    torch.nn.utils.clip_grad_norm_(self.trainable, s.max_grad_norm)
+                    self.optimizer.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                for k, val in {"loss/policy": pl, "loss/value": vl, "policy/entropy": masked_mean(entropy, mb.mask),
+                               "policy/approx_kl": pstats["approx_kl"], "policy/clipfrac": pstats["clipfrac"],
+                               "val/clipfrac": vstats["vf_clipfrac"]}.items():
+                    sums[k] = sums.get(k, 0.0) + float(val.detach())
+        out = {k: v / count for k, v in sums.items()}
+        out["time/update_s"] = time.perf_counter() - t0
+        return out
+
+    def step(self) -> dict[str, float]:
+        batch, data, stats = self.rollout()
+        stats.update(self.update(batch, data))
+        self.kl_ctl.update(stats["objective/kl"], batch.response.shape[0])
+        self.step_count += 1
+        stats["step"] = self.step_count
+        return stats
