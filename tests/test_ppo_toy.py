@@ -88,3 +88,29 @@ def test_ppo_is_deterministic_under_a_seed(rl_model_dir, estimator):
     b = build(rl_model_dir, seed=3, kl_estimator=estimator).step()
     keys = [k for k in a if not k.startswith("time/")]
     assert {k: a[k] for k in keys} == pytest.approx({k: b[k] for k in keys}, nan_ok=True)
+
+
+def test_resume_after_a_kill_ends_like_an_uninterrupted_run(rl_model_dir, tmp_path):
+    straight = build(rl_model_dir, seed=5, target_kl=2.0, kl_horizon=100.0)
+    expected = [straight.step() for _ in range(4)]
+
+    first = build(rl_model_dir, seed=5, target_kl=2.0, kl_horizon=100.0)
+    for _ in range(2):
+        first.step()
+    first.save(tmp_path / "ppo_state.pt")
+    del first  # "killed"
+
+    resumed = build(rl_model_dir, seed=5, target_kl=2.0, kl_horizon=100.0)
+    torch.rand(1000)  # a fresh process would be at another point of the RNG stream: the checkpoint restores it
+    resumed.load(tmp_path / "ppo_state.pt")
+    got = [resumed.step() for _ in range(2)]
+    keys = [k for k in expected[0] if not k.startswith("time/")]
+    for want, have in zip(expected[2:], got, strict=True):
+        assert {k: have[k] for k in keys} == {k: want[k] for k in keys}
+    final = dict(straight.policy.named_parameters())
+    for name, p in resumed.policy.named_parameters():
+        if p.requires_grad:
+            assert torch.equal(p, final[name]), name
+    assert resumed.kl_ctl == straight.kl_ctl and resumed.position == straight.position
+    with pytest.raises(ValueError, match="seed 5"):
+        build(rl_model_dir, seed=6).load(tmp_path / "ppo_state.pt")
