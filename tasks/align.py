@@ -7,6 +7,7 @@
   hinge  max(0, 1 − β·Δ)                                               (SLiC, Zhao et al. 2023) DPOTrainer "hinge"
   kto    unpaired: each pair gives its chosen as desirable and its rejected as undesirable (Ethayarajh et al. 2024)
   simpo  reference-free −log σ(β·Δavglogp − γ), β = simpo_beta, γ = simpo_gamma (tasks/common/losses.py)
+  ppo    online RL against the reward model with a KL penalty to the SFT model (tasks/ppo/, align.ppo.*)
 
 The model is the SFT model with its adapter merged in memory; TRL adds a fresh LoRA (align.lora), and with
 `ref_model=None` the reference is that same model with the adapter disabled, i.e. the SFT model — one copy of the
@@ -49,6 +50,10 @@ def run_align(params: Params) -> dict[str, float]:
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
     cfg, paths = params.align, params.paths
+    if cfg.method == "ppo":  # online RL against the reward model: its own loop (tasks/ppo/)
+        from tasks.ppo.stage import run_ppo
+
+        return run_ppo(params)
     seed_everything(params.seed)
     with stage_run("align", params, cfg.model_dump()):
         # Data

@@ -144,7 +144,34 @@ class TrainRewardParams(_Strict):
     trainer: dict[str, Any] = {}
 
 
-AlignMethod = Literal["dpo", "ipo", "robust", "hinge", "kto", "simpo"]
+AlignMethod = Literal["dpo", "ipo", "robust", "hinge", "kto", "simpo", "ppo"]
+
+
+class PPOParams(_Strict):
+    """align.method ppo (tasks/ppo/): our PPO against the reward model with a KL penalty to the SFT model."""
+
+    steps: int = Field(20, gt=0, description="rollout batches (each followed by ppo_epochs of updates)")
+    max_prompts: int | None = Field(None, gt=0)
+    rollout_batch_size: int = Field(32, gt=0)
+    mini_batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    ppo_epochs: int = Field(2, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
+    gamma: float = Field(1.0, ge=0, le=1)
+    lam: float = Field(0.95, ge=0, le=1)
+    cliprange: float = Field(0.2, gt=0)
+    cliprange_value: float = Field(0.2, gt=0)
+    vf_coef: float = Field(0.1, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
+    kl_coef: float = Field(0.05, ge=0, description="β; the initial value when target_kl is set")
+    kl_estimator: Literal["k1", "k3"] = "k1"
+    target_kl: float | None = Field(None, gt=0, description="adaptive β (Ziegler et al.): the KL per sequence to hold")
+    kl_horizon: float = Field(10000.0, gt=0)
+    missing_eos_penalty: float | None = Field(-1.0, description="score of a response without EOS; null = keep")
+    whiten_rewards: bool = False
+    save_steps: int = Field(5, gt=0)
+    score_batch_size: int = Field(32, gt=0)
+    generation: GenerationParams = GenerationParams()
 
 
 class AlignParams(_Strict):
@@ -155,6 +182,7 @@ class AlignParams(_Strict):
     simpo_beta: float = Field(2.0, gt=0.0)
     simpo_gamma: float = Field(0.5, ge=0.0)
     trainer: dict[str, Any] = {}
+    ppo: PPOParams = PPOParams()
 
 
 class EvaluateParams(_Strict):

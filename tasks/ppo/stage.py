@@ -1,0 +1,150 @@
+"""align.method ppo: the align stage's body when the policy is trained with PPO against the reward model.
+
+Reads  models/sft (chain), models/reward (chain with reward_offset), data/validated/prompts_train.jsonl
+Writes models/policy/ (LoRA adapter + tokenizer + chain base → sft → policy, method ppo), metrics/align.json,
+       plots/align.csv (one row per PPO step), checkpoints/align/checkpoint-N/ (resumable)
+
+Models: the policy is the SFT model (its adapter merged in memory) with a fresh LoRA (align.lora), so the
+reference is the same weights with the adapter disabled. The value model is the reward model (its adapters merged,
+its trained head) with a LoRA of its own and a trainable copy of the head: initialised from the RM, as in
+lm-human-preferences. Scores are the RM's normalised scores (SFT samples average 0); a response without EOS gets
+`align.ppo.missing_eos_penalty`.
+
+Resume: a checkpoint is written every `save_steps` steps (the trainer's full state, ppo_state.pt, then
+trainer_state.json last as the completeness marker); a re-run with the same params, seed, data and models
+continues from the last complete one and ends where an uninterrupted run ends.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from tasks.common.io import atomic_dir, atomic_write_text, read_jsonl, sha256_file, write_json
+from tasks.common.params import Params
+from tasks.common.stage import StageError
+
+log = logging.getLogger("alignflow.align.ppo")
+CURVES = {  # plots/align.csv column <- PPO step stat
+    "train_loss": "loss/total", "rm_score": "objective/scores", "non_score_reward": "objective/non_score_reward",
+    "kl": "objective/kl", "beta": "objective/beta", "entropy": "policy/entropy", "approx_kl": "policy/approx_kl",
+    "clipfrac": "policy/clipfrac", "value_loss": "loss/value", "value_clipfrac": "val/clipfrac",
+    "explained_variance": "val/explained_variance", "response_length": "val/response_length",
+    "eos_fraction": "val/eos_fraction", "rollout_s": "time/rollout_s", "update_s": "time/update_s",
+}
+
+
+def run_ppo(params: Params) -> dict[str, float]:
+    import mlflow
+    from peft import LoraConfig, get_peft_model
+
+    from tasks.common.modeling import load_causal_lm, load_tokenizer, read_chain, seed_everything, write_chain
+    from tasks.common.resume import model_digest, resume_checkpoint
+    from tasks.common.reward import load_reward_model, score
+    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+    from tasks.ppo.trainer import PPOSettings, PPOTrainer
+
+    cfg, paths = params.align, params.paths
+    ppo = cfg.ppo
+    seed_everything(params.seed)
+    prompts_file = Path(paths.validated) / "prompts_train.jsonl"
+    for needed in (prompts_file, Path(paths.sft_model), Path(paths.reward_model)):
+        if not needed.exists():
+            raise StageError(f"align (ppo): {needed} not found (run validate / sft / train_reward first)")
+    with stage_run("align", params, cfg.model_dump()):
+        prompts = read_jsonl(prompts_file)[: ppo.max_prompts]
+        log_dataset(prompts_file, prompts, context="training", name="prompts_train")
+        sft_chain = read_chain(paths.sft_model)
+        resume = resume_checkpoint(
+            paths.align_checkpoints,
+            {"align": cfg.model_dump(), "seed": params.seed, "prompts": sha256_file(prompts_file),
+             "sft_model": model_digest(paths.sft_model), "reward_model": model_digest(paths.reward_model),
+             "base_model": model_digest(sft_chain["base"])},
+            stage="align",
+        )
+
+        tok = load_tokenizer(paths.sft_model)
+        seed_everything(params.seed)  # the LoRA initialisations come next: same seed, same start
+        policy = get_peft_model(load_causal_lm(paths.sft_model), LoraConfig(task_type="CAUSAL_LM", **cfg.lora.model_dump()))
+        rm, rm_tok = load_reward_model(paths.reward_model)
+        value, _ = load_reward_model(paths.reward_model)
+        value = get_peft_model(value, LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()))
+
+        def score_fn(chat_prompts: list, texts: list[str]) -> list[float]:
+            return score(rm, rm_tok, chat_prompts, texts, ppo.score_batch_size)
+
+        settings = PPOSettings(**ppo.model_dump(exclude={"steps", "max_prompts", "save_steps", "score_batch_size",
+                                                         "generation"}),
+                               generation=ppo.generation.model_dump(exclude={"dtype"}))
+        trainer = PPOTrainer(policy, value, tok, [p["prompt"] for p in prompts], score_fn, settings, params.seed)
+        history: list[dict[str, float]] = []
+        if resume:
+            trainer.load(Path(resume) / "ppo_state.pt")
+            history = json.loads(Path(resume, "trainer_state.json").read_text())["log_history"]
+            log.info("align (ppo): resumed at step %d from %s", trainer.step_count, resume)
+
+        start = time.perf_counter()
+        while trainer.step_count < ppo.steps:
+            stats = trainer.step()
+            stats["loss/total"] = stats["loss/policy"] + ppo.vf_coef * stats["loss/value"]
+            history.append(stats)
+            log_metrics({k.replace("/", "_"): v for k, v in stats.items() if k != "step"}, step=trainer.step_count)
+            log.info("ppo step %d/%d: rm %.3f kl %.3f beta %.4f", trainer.step_count, ppo.steps,
+                     stats["objective/scores"], stats["objective/kl"], stats["objective/beta"])
+            if trainer.step_count % ppo.save_steps == 0 or trainer.step_count == ppo.steps:
+                _checkpoint(trainer, history, Path(paths.align_checkpoints))
+        runtime = time.perf_counter() - start
+
+        with atomic_dir(paths.policy_model) as out:
+            trainer.policy.save_pretrained(out)
+            tok.save_pretrained(out)
+            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method="ppo")
+        metrics = summary(history)
+        metrics.update({"train/steps": float(trainer.step_count), "train/runtime_s": runtime,
+                        "train/prompts": float(len(prompts))})
+        write_json(Path(paths.metrics) / "align.json", metrics)
+        write_ppo_curves(Path("plots/align.csv"), history)
+        mlflow.log_dict({"history": history}, "ppo_history.json")
+    return metrics
+
+
+def _checkpoint(trainer, history: list[dict[str, float]], ckpt_dir: Path) -> None:
+    """checkpoint-N/ppo_state.pt, then trainer_state.json (what resume_checkpoint treats as 'complete')."""
+    import shutil
+
+    out = ckpt_dir / f"checkpoint-{trainer.step_count}"
+    trainer.save(out / "ppo_state.pt")
+    atomic_write_text(out / "trainer_state.json", json.dumps({"global_step": trainer.step_count,
+                                                              "log_history": history}))
+    for old in ckpt_dir.glob("checkpoint-*"):
+        if old != out:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def summary(history: list[dict[str, float]]) -> dict[str, float]:
+    """Final-step values and means over the last quarter of the steps (one rollout batch is noisy)."""
+    if not history:
+        return {}
+    tail = history[-max(1, len(history) // 4):]
+    out: dict[str, float] = {}
+    for key in history[-1]:
+        if key == "step":
+            continue
+        out[f"train/{key}"] = float(history[-1][key])
+        out[f"train/{key}_last_quarter"] = sum(float(h[key]) for h in tail) / len(tail)
+    return out
+
+
+def write_ppo_curves(path: Path, history: list[dict[str, Any]]) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["step", *CURVES], lineterminator="\n")
+    writer.writeheader()
+    for h in history:
+        writer.writerow({"step": int(h["step"]), **{col: h.get(key) for col, key in CURVES.items()}})
+    atomic_write_text(path, buf.getvalue())
