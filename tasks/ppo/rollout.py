@@ -50,18 +50,22 @@ def pack(query_ids: list[list[int]], response_ids: list[list[int]], pad_id: int,
     return Batch(query.to(device), query_mask.to(device), response.to(device), mask.to(device), eos_id)
 
 
+def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
+    """Prompt + response as one left/right-padded sequence, with position ids from the attention mask — shared by
+    the policy's log-probs and the value model, so both read the same positions."""
+    ids = torch.cat([batch.query, batch.response], dim=1)
+    attention = torch.cat([batch.query_mask, batch.mask.long()], dim=1)
+    return {"input_ids": ids, "attention_mask": attention, "position_ids": (attention.cumsum(-1) - 1).clamp(min=0)}
+
+
 def token_logprobs(model, batch: Batch, temperature: float, with_entropy: bool = False):
     """log π(y_t | x, y_<t) for every response position ([B, Lr], 0 where masked), logits / temperature; with
     `with_entropy` also the per-position entropy. Gradients flow when called outside no_grad."""
     from tasks.ppo.core import entropy_from_logits
 
-    ids = torch.cat([batch.query, batch.response], dim=1)
-    attention = torch.cat([batch.query_mask, batch.mask.long()], dim=1)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
     lr = batch.response.shape[1]
     # Only the logits that predict response tokens: positions Lq−1 … Lq+Lr−2.
-    logits = model(input_ids=ids, attention_mask=attention, position_ids=positions,
-                   logits_to_keep=lr + 1).logits[:, :-1].float() / temperature
+    logits = model(**model_inputs(batch), logits_to_keep=lr + 1).logits[:, :-1].float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.response[..., None]).squeeze(-1) * batch.mask
     if with_entropy:
         return logp, entropy_from_logits(logits) * batch.mask

@@ -35,7 +35,7 @@ from tasks.ppo.core import (
     value_loss,
     whiten,
 )
-from tasks.ppo.rollout import Batch, pack, reference, token_logprobs
+from tasks.ppo.rollout import Batch, model_inputs, pack, reference, token_logprobs
 
 ScoreFn = Callable[[list[list[dict[str, str]]], list[str]], list[float]]
 
@@ -67,10 +67,7 @@ def token_values(value_model, batch: Batch) -> torch.Tensor:
     """V(s_t) for every response position ([B, Lr]): the value head on the backbone's hidden state at the position
     that predicts token t (the same positions the policy's log-probs come from)."""
     model = value_model.get_base_model() if hasattr(value_model, "get_base_model") else value_model
-    ids = torch.cat([batch.query, batch.response], dim=1)
-    attention = torch.cat([batch.query_mask, batch.mask.long()], dim=1)
-    positions = (attention.cumsum(-1) - 1).clamp(min=0)
-    hidden = model.base_model(input_ids=ids, attention_mask=attention, position_ids=positions).last_hidden_state
+    hidden = model.base_model(**model_inputs(batch)).last_hidden_state
     lq, lr = batch.query.shape[1], batch.response.shape[1]
     return model.score(hidden[:, lq - 1 : lq + lr - 1]).squeeze(-1).float() * batch.mask
 
