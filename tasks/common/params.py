@@ -168,6 +168,9 @@ class PPOParams(_Strict):
     target_kl: float | None = Field(None, gt=0, description="adaptive β (Ziegler et al.): the KL per sequence to hold")
     kl_horizon: float = Field(10000.0, gt=0)
     missing_eos_penalty: float | None = Field(-1.0, description="score of a response without EOS; null = keep")
+    score_scale: Literal["std", "none"] = Field(
+        "std", description="std: RM scores divided by their std on SFT samples (Ziegler et al. 2019), so the score, "
+        "the missing-EOS penalty and β·KL are on one scale; none: raw − offset")
     whiten_rewards: bool = False
     save_steps: int = Field(5, gt=0)
     score_batch_size: int = Field(32, gt=0)

@@ -73,10 +73,12 @@ def run_ppo(params: Params) -> dict[str, float]:
         value, _ = load_reward_model(paths.reward_model)
         value = get_peft_model(value, LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()))
 
-        def score_fn(chat_prompts: list, texts: list[str]) -> list[float]:
-            return score(rm, rm_tok, chat_prompts, texts, ppo.score_batch_size)
+        scale = _score_scale(paths.reward_model, ppo.score_scale)
 
-        settings = PPOSettings(**ppo.model_dump(exclude={"steps", "max_prompts", "save_steps", "score_batch_size",
+        def score_fn(chat_prompts: list, texts: list[str]) -> list[float]:
+            return [s / scale for s in score(rm, rm_tok, chat_prompts, texts, ppo.score_batch_size)]
+
+        settings = PPOSettings(**ppo.model_dump(exclude={"steps", "max_prompts", "save_steps", "score_batch_size", "score_scale",
                                                          "generation"}),
                                generation=ppo.generation.model_dump(exclude={"dtype"}))
         trainer = PPOTrainer(policy, value, tok, [p["prompt"] for p in prompts], score_fn, settings, params.seed)
@@ -109,6 +111,22 @@ def run_ppo(params: Params) -> dict[str, float]:
         write_ppo_curves(Path("plots/align.csv"), history)
         mlflow.log_dict({"history": history}, "ppo_history.json")
     return metrics
+
+
+def _score_scale(reward_dir: str, mode: str) -> float:
+    """The divisor of the RM's normalised scores: its std on the SFT model's samples (stored by train_reward).
+
+    Without it a weak RM (std 0.24 on the default task) is drowned by the fixed missing-EOS penalty of −1:
+    the first PPO trial learned to stop early and nothing else (BENCHMARKS.md)."""
+    from tasks.common.modeling import read_chain
+
+    if mode == "none":
+        return 1.0
+    std = float(read_chain(reward_dir).get("reward_std") or 0.0)
+    if not std > 1e-6:
+        raise StageError(f"align.ppo.score_scale=std but {reward_dir}/alignflow_model.json has no usable reward_std "
+                         f"({std}); retrain the reward model or set score_scale: none")
+    return std
 
 
 def _checkpoint(trainer, history: list[dict[str, float]], ckpt_dir: Path) -> None:
