@@ -37,7 +37,7 @@ from typing import Any
 
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from tasks.common.judge_quality import agreement, confidence_histogram, judge_signals
-from tasks.common.pairing import assign_shares, best_vs_worst, disjoint_pairs, draw_principle, split_pairs, to_row
+from tasks.common.pairing import assign_shares, best_vs_worst, disjoint_pairs, margin_pairs, draw_principle, split_pairs, to_row
 from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
 
@@ -65,12 +65,13 @@ def run_collect_preferences(params: Params) -> dict[str, float]:
                 f"{metrics['collect/ties_dropped']} exact ties); lower min_margin or raise samples_per_prompt"
             )
         train, held_out = split_pairs(rows, cfg.eval_fraction, params.seed)
-        hard = {r["id"] for r in rows if abs(r["label"] - 0.5) > cfg.hard_threshold}
+        # DPO data: confident pairs, and with reward_pairs=all only each prompt's best-vs-worst pair (as before)
+        hard = {r["id"] for r in rows if abs(r["label"] - 0.5) > cfg.hard_threshold and r.get("best_worst", True)}
         outputs = {
             "train.jsonl": train,
             "eval.jsonl": held_out,
-            "hard_train.jsonl": [r for r in train if r["id"] in hard],
-            "hard_eval.jsonl": [r for r in held_out if r["id"] in hard],
+            "hard_train.jsonl": [_dpo_row(r) for r in train if r["id"] in hard],
+            "hard_eval.jsonl": [_dpo_row(r) for r in held_out if r["id"] in hard],
         }
         if not outputs["hard_train.jsonl"]:
             raise StageError(
@@ -127,7 +128,8 @@ def _label(params: Params) -> tuple[list[dict], list[dict], dict[str, float]]:
     judge = _ai_judge(params, constitution) if constitution is not None else None
     try:
         if cfg.source == "gold":
-            labelled, metrics["collect/dropped_low_margin"] = _gold_best_vs_worst(prompts, completions, cfg.min_margin)
+            labelled, metrics["collect/dropped_low_margin"] = _gold_pairs(prompts, completions, cfg.min_margin,
+                                                                                   cfg.reward_pairs)
         elif cfg.source in ("ai", "mix"):
             labelled, judge_metrics = _judge_sampled(params, prompts, completions, judge, constitution)
             metrics.update(judge_metrics)
@@ -189,7 +191,12 @@ def _sample_rows(prompts: list[dict], completions: list[list[dict]], has_gold: b
     return rows
 
 
-def _gold_best_vs_worst(prompts: list[dict], completions: list[list[dict]], min_margin: float) -> tuple[list[dict], int]:
+def _dpo_row(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in ("prompt_id", "best_worst")}
+
+
+def _gold_pairs(prompts: list[dict], completions: list[list[dict]], min_margin: float,
+                reward_pairs: str) -> tuple[list[dict], int]:
     from tasks.common.gold import gold_scores
     from tasks.judges.rule import GoldJudge
 
@@ -197,13 +204,17 @@ def _gold_best_vs_worst(prompts: list[dict], completions: list[list[dict]], min_
     for prompt, per_prompt in zip(prompts, completions, strict=True):
         texts = [s["text"] for s in per_prompt]
         scores = gold_scores(texts)
-        row = best_vs_worst(prompt, texts, scores, min_margin)
-        if row is None:
+        found = margin_pairs(prompt, texts, scores, min_margin) if reward_pairs == "all" else \
+            [r for r in [best_vs_worst(prompt, texts, scores, min_margin)] if r is not None]
+        if not found:
             dropped += 1
-            continue
-        pairs.append({"id": row["id"], "prompt": row["prompt"], "a": row["chosen"][0]["content"],
-                      "b": row["rejected"][0]["content"], "extra": {"sample_scores": scores},
-                      "gold": (row["score_chosen"], row["score_rejected"])})
+        for row in found:
+            extra = {"sample_scores": scores}
+            if reward_pairs == "all":
+                extra |= {"prompt_id": row["prompt_id"], "best_worst": row["best_worst"]}
+            pairs.append({"id": row["id"], "prompt": row["prompt"], "a": row["chosen"][0]["content"],
+                          "b": row["rejected"][0]["content"], "extra": extra,
+                          "gold": (row["score_chosen"], row["score_rejected"])})
     judgments = GoldJudge().pairwise_many([(p["prompt"], p["a"], p["b"], None) for p in pairs], desc="gold judge")
     return [_labelled(p, j, "gold", "vader", p["gold"]) for p, j in zip(pairs, judgments, strict=True)], dropped
 

@@ -140,6 +140,46 @@ def test_best_vs_worst_drops_ties_low_margin_and_empty():
     assert pair["chosen"][0]["content"] == "b" and pair["rejected"][0]["content"] == "c"
 
 
+def test_margin_pairs_all_pairs_above_margin_best_worst_keeps_the_prompt_id():
+    from tasks.common.pairing import margin_pairs
+
+    prompt = {"id": "x", "prompt": [{"role": "user", "content": "hi"}]}
+    rows = margin_pairs(prompt, ["a", "b", "c", "d"], [0.1, 0.9, -0.5, 0.2], 0.3)
+    got = {(r["chosen"][0]["content"], r["rejected"][0]["content"]): r for r in rows}
+    # |Δ| ≥ 0.3: a-b 0.8, a-c 0.6, b-c 1.4, b-d 0.7, c-d 0.7; a-d 0.1 is below the margin
+    assert set(got) == {("b", "a"), ("a", "c"), ("b", "c"), ("b", "d"), ("d", "c")}
+    assert got[("b", "c")]["id"] == "x" and got[("b", "c")]["best_worst"] is True
+    assert got[("b", "a")]["id"] == "x-01" and got[("b", "a")]["best_worst"] is False
+    assert all(r["prompt_id"] == "x" and r["score_chosen"] > r["score_rejected"] for r in rows)
+    assert margin_pairs(prompt, ["a", "b"], [0.3, 0.1], 0.3) == []  # best vs worst below the margin: nothing
+
+
+def test_split_keeps_a_prompts_pairs_together():
+    from tasks.collect_preferences import split_pairs
+
+    pairs = [{"id": f"p{i}-{k}", "prompt_id": f"p{i}"} for i in range(20) for k in range(3)]
+    train, held_out = split_pairs(pairs, 0.1, seed=42)
+    assert len(held_out) == 6 and len({p["prompt_id"] for p in held_out}) == 2
+    assert {p["prompt_id"] for p in train}.isdisjoint(p["prompt_id"] for p in held_out)
+
+
+def test_reward_pairs_all_adds_rm_pairs_and_keeps_the_dpo_pairs(upstream):
+    from tasks.common.params import load_params
+    from tasks.collect_preferences import run_collect_preferences
+
+    _run()
+    before = {f: read_jsonl(Path("data/preferences", f)) for f in ("train.jsonl", "hard_train.jsonl", "hard_eval.jsonl")}
+    params = load_params()
+    params.collect_preferences.reward_pairs = "all"
+    metrics = run_collect_preferences(params)
+    train, held_out = read_jsonl("data/preferences/train.jsonl"), read_jsonl("data/preferences/eval.jsonl")
+    assert len(train) > len(before["train.jsonl"]) and metrics["collect/train_pairs"] == len(train)
+    assert {p["prompt_id"] for p in train}.isdisjoint(p["prompt_id"] for p in held_out)
+    # the DPO data are exactly the best-vs-worst pairs of the default
+    for name in ("hard_train.jsonl", "hard_eval.jsonl"):
+        assert read_jsonl(Path("data/preferences", name)) == before[name]
+
+
 def test_split_is_deterministic_and_order_free():
     from tasks.collect_preferences import split_pairs
 

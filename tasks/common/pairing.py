@@ -2,6 +2,9 @@
 row of the reward-model (soft) and DPO (hard) data sets.
 
 Gold source: best vs worst of the K samples by gold score, kept only above a minimum margin (clear labels).
+With `reward_pairs: all` the reward model also gets every other pair of the K samples above the margin (up to
+K·(K−1)/2 per prompt, at no extra sampling cost) while the DPO data stay best vs worst; pairs of one prompt
+always fall on the same side of the held-out split.
 AI / mix sources: disjoint pairs (s0, s1), (s2, s3), … of the K samples — every sample is judged once, and a
 judge call is never spent on a pair whose answer another pair already implies. The judge decides the direction.
 
@@ -39,6 +42,32 @@ def best_vs_worst(prompt: dict[str, Any], texts: list[str], scores: list[float],
         "label": 1.0,
         "sample_scores": scores,
     }
+
+
+def margin_pairs(prompt: dict[str, Any], texts: list[str], scores: list[float], min_margin: float) -> list[dict]:
+    """Every pair (i < j) of distinct non-empty samples whose gold scores differ by ≥ min_margin (> 0), oriented
+    best first; the best-vs-worst pair keeps the prompt's id (so the DPO rows are those of best_vs_worst),
+    the others get `<id>-<i><j>`. Each row carries `prompt_id` (the split group) and `best_worst`."""
+    top = best_vs_worst(prompt, texts, scores, min_margin)
+    if top is None:
+        return []
+    rows, seen = [], set()
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            a, b = texts[i], texts[j]
+            margin = abs(scores[i] - scores[j])
+            if not a.strip() or not b.strip() or a == b or margin <= 0 or margin < min_margin:
+                continue
+            (sc, c), (sr, r) = sorted([(scores[i], a), (scores[j], b)], key=lambda st: -st[0])
+            is_top = (c, r) == (top["chosen"][0]["content"], top["rejected"][0]["content"])
+            if is_top and "top" in seen:
+                continue  # duplicated samples: one best-vs-worst row only
+            seen.add("top" if is_top else (i, j))
+            rows.append({**top, "id": prompt["id"] if is_top else f"{prompt['id']}-{i}{j}",
+                         "chosen": [{"role": "assistant", "content": c}],
+                         "rejected": [{"role": "assistant", "content": r}],
+                         "score_chosen": sc, "score_rejected": sr, "prompt_id": prompt["id"], "best_worst": is_top})
+    return rows
 
 
 def disjoint_pairs(prompt: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
@@ -99,11 +128,15 @@ def to_row(pair: dict[str, Any], p_a: float, source: str, labeller: str, gold: t
 
 
 def split_pairs(pairs: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
-    """Deterministic held-out split: order by a seeded hash of the id, so a pair's side never depends on row order."""
-    n_eval = round(len(pairs) * eval_fraction)
-    if eval_fraction > 0 and len(pairs) >= 2:
-        n_eval = min(max(n_eval, 1), len(pairs) - 1)
-    ranked = sorted(pairs, key=lambda p: hashlib.sha256(f"{seed}:{p['id']}".encode()).hexdigest())
-    held_out_ids = {p["id"] for p in ranked[:n_eval]}
-    train = [p for p in pairs if p["id"] not in held_out_ids]
-    return train, [p for p in pairs if p["id"] in held_out_ids]
+    """Deterministic held-out split: order the groups (a row's `prompt_id`, else its id) by a seeded hash, so a
+    pair's side never depends on row order and pairs of one prompt never straddle the split (no leakage)."""
+    def group(p: dict) -> str:
+        return str(p.get("prompt_id", p["id"]))
+
+    groups = sorted({group(p) for p in pairs})
+    n_eval = round(len(groups) * eval_fraction)
+    if eval_fraction > 0 and len(groups) >= 2:
+        n_eval = min(max(n_eval, 1), len(groups) - 1)
+    ranked = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    held_out = set(ranked[:n_eval])
+    return [p for p in pairs if group(p) not in held_out], [p for p in pairs if group(p) in held_out]
