@@ -123,6 +123,9 @@ class CollectPreferencesParams(_Strict):
     samples_per_prompt: int = Field(4, ge=2)
     max_prompts: int | None = Field(None, gt=0)
     min_margin: float = Field(0.3, ge=0.0)
+    reward_pairs: Literal["best_worst", "all"] = Field(
+        "best_worst", description="gold source: the RM's pairs per prompt — best vs worst only, or every pair of the "
+        "K samples above min_margin (more RM data, same samples); the DPO data stay best vs worst")
     eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
     batch_size: int = Field(32, gt=0)
     generation: GenerationParams = GenerationParams()
