@@ -7,14 +7,18 @@ same seed for every model, so they differ only by the model) and report:
 - reward-model score, when models/reward exists;
 - KL(policy‖SFT) and KL(SFT‖base) per sequence from the first model's own samples: Σ_t log π(y_t) − log π_ref(y_t)
   (k1) and the k3 estimate, with logits divided by the sampling temperature (tasks/common/metrics.py);
-- pathologies: mean response tokens, missing-EOS rate, distinct-1/2.
+- pathologies: mean response tokens, missing-EOS rate, distinct-1/2;
+- reward-hacking guard (tasks/common/reward_hacking.py): the policy's paired RM and gold gains over SFT, and
+  guard/reward_hacking = 1 when the RM score rose (paired 95 % interval above 0) while the gold reward fell;
+- the reward-vs-KL frontier across the experiment's runs, by align method (tasks/common/frontier.py).
 
 Memory: one model at a time. The policy chain is loaded with its last adapter live, so the SFT model is the same
 weights with the adapter disabled; likewise the SFT chain gives the base model.
 
-Reads  models/{base,sft,policy,reward}, data/validated/prompts_eval.jsonl
+Reads  models/{base,sft,policy,reward}, data/validated/prompts_eval.jsonl, plots/align.csv (training RM score),
+       past evaluate runs of the MLflow experiment (the frontier)
 Writes metrics/eval.json (flat keys: policy/gold_reward, policy/kl_sft, ...), reports/eval/{report.html,
-       gold_reward.png, samples.jsonl}
+       gold_reward.png, reward_vs_kl.png, samples.jsonl}, plots/reward_vs_kl.csv
 
     dvc repro evaluate
     alignflow run
@@ -23,7 +27,6 @@ Writes metrics/eval.json (flat keys: policy/gold_reward, policy/kl_sft, ...), re
 from __future__ import annotations
 
 import base64
-import contextlib
 import html
 import io
 import json
@@ -31,6 +34,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from tasks.common import frontier, reward_hacking
 from tasks.common.gold import gold_scores
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from tasks.common.metrics import distinct_n, kl_k1, kl_k3, mean_ci, win_rate
@@ -38,6 +42,9 @@ from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
 
 MODELS = ("base", "sft", "policy")
+FRONTIER_NOTE = ("The align method of each point comes from the evaluate run's own tag, written from the policy's "
+                 "chain file (older runs: the align run beside it; see tasks/common/frontier.py).")
+NO_GOLD = "Not drawn: this task has no gold reward (data.gold: none)."
 REFERENCE = {"policy": "sft", "sft": "base"}  # KL(model‖reference): the previous model in the chain
 CI = "Student-t 95 % interval over prompts"
 
@@ -46,15 +53,19 @@ def run_evaluate(params: Params) -> dict[str, float]:
     """Files in, files out, metrics returned."""
     import mlflow
 
-    from tasks.common.modeling import seed_everything
-    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+    from tasks.common.modeling import read_chain, seed_everything
+    from tasks.common.tracking import log_dataset, log_metrics, stage_run, tracking_uri
 
     cfg, paths = params.evaluate, params.paths
     prompts_file = Path(paths.validated) / "prompts_eval.jsonl"
     if not prompts_file.exists():
         raise StageError(f"evaluate: {prompts_file} not found (run validate first)")
     seed_everything(params.seed)
-    with stage_run("evaluate", params, cfg.model_dump()):
+    # The align method that made the policy, from the chain file align wrote beside it (frontier.TAG).
+    method = read_chain(paths.policy_model).get("method") if Path(paths.policy_model).exists() else None
+    with stage_run("evaluate", params, cfg.model_dump()) as run:
+        if method:
+            mlflow.set_tag(frontier.TAG, method)
         prompts = read_jsonl(prompts_file)[: cfg.max_prompts]
         log_dataset(prompts_file, prompts, context="evaluation")
         results = sample_models(params, prompts)
@@ -68,18 +79,33 @@ def run_evaluate(params: Params) -> dict[str, float]:
 
         per_model = {name: summarise(res, REFERENCE.get(name)) for name, res in results.items()}
         if "policy" in results and "sft" in results and params.data.gold != "none":
-            policy, sft = per_model["policy"], per_model["sft"]
-            policy["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
-            policy["gold_gain_vs_sft"] = policy["gold_reward"] - sft["gold_reward"]
+            per_model["policy"]["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
         metrics = {f"{name}/{k}": v for name, m in per_model.items() for k, v in m.items() if math.isfinite(v)}
         metrics.update(rm_gold_agreement(results))
+        guard = guard_policy(results)
+        train_rm_gain = reward_hacking.read_training_rm_gain("plots/align.csv") if "policy" in results else None
+        metrics.update({k: v for k, v in reward_hacking.guard_metrics(guard, train_rm_gain).items() if math.isfinite(v)})
+
+        if params.data.gold != "none":
+            client = mlflow.MlflowClient(tracking_uri())
+            points = frontier.collect_points(client, run.info.experiment_id, run.info.run_id, metrics, method)
+        else:
+            points = []
+        frontier.write_csv("plots/reward_vs_kl.csv", points)
 
         rows = sample_rows(prompts, results)
         with atomic_dir(Path(paths.reports) / "eval") as out:
             png = gold_plot(results, per_model)
             (out / "gold_reward.png").write_bytes(png)
+            frontier_png = frontier.plot(points) if points else None
+            if frontier_png:
+                (out / "reward_vs_kl.png").write_bytes(frontier_png)
             labels = preference_summary(params, metrics)
-            (out / "report.html").write_text(report_html(params, prompts, per_model, rows, png, labels),
+            note = FRONTIER_NOTE if points else NO_GOLD if params.data.gold == "none" else "Not drawn: no points yet."
+            sections = [frontier.report_section(points, frontier_png, note)]
+            if "policy" in results and "sft" in results:
+                sections.insert(0, reward_hacking.report_section(guard, per_model, train_rm_gain, method))
+            (out / "report.html").write_text(report_html(params, prompts, per_model, rows, png, labels, sections),
                                              encoding="utf-8")
             write_jsonl(out / "samples.jsonl", rows)
         write_json(Path(paths.metrics) / "eval.json", metrics)
@@ -87,6 +113,9 @@ def run_evaluate(params: Params) -> dict[str, float]:
         log_metrics(metrics)
         mlflow.log_artifact(str(Path(paths.reports, "eval", "report.html")), "eval")
         mlflow.log_artifact(str(Path(paths.reports, "eval", "gold_reward.png")), "eval")
+        if points:
+            mlflow.log_artifact(str(Path(paths.reports, "eval", "reward_vs_kl.png")), "eval")
+            mlflow.log_artifact("plots/reward_vs_kl.csv", "eval")
         mlflow.log_table({k: [r[k] for r in rows] for k in ("prompt_id", "model", "sample", "text", "gold")},
                          artifact_file="eval_completions.json")
     return metrics
@@ -95,6 +124,7 @@ def run_evaluate(params: Params) -> dict[str, float]:
 def sample_models(params: Params, prompts: list[dict]) -> dict[str, dict[str, Any]]:
     """{model: {"samples": per prompt [{text, n_tokens, eos}], "kl_k1"/"kl_k3": per sequence}} for existing models."""
     from tasks.common.modeling import load_causal_lm, load_tokenizer
+    from tasks.ppo.rollout import reference
 
     paths, out = params.paths, {}
     if Path(paths.policy_model).exists():
@@ -105,17 +135,12 @@ def sample_models(params: Params, prompts: list[dict]) -> dict[str, dict[str, An
         model = load_causal_lm(paths.sft_model, merge_last=False, dtype=params.evaluate.generation.dtype)  # base + live SFT adapter
         tok = load_tokenizer(paths.sft_model)
         out["sft"] = _sample_with_kl(params, model, tok, prompts, "sft")
-        with _reference(model):
+        with reference(model):
             out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
     elif Path(paths.base_model).exists():
         model = load_causal_lm(paths.base_model, dtype=params.evaluate.generation.dtype)
         out["base"] = {"samples": _sample(params, model, load_tokenizer(paths.base_model), prompts, "base")}
     return {name: out[name] for name in MODELS if name in out}
-
-
-def _reference(model):
-    """The model one step down the chain: adapter disabled (a chain without adapters is its own reference)."""
-    return model.disable_adapter() if hasattr(model, "disable_adapter") else contextlib.nullcontext()
 
 
 def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[list[dict[str, Any]]]:
@@ -129,6 +154,8 @@ def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[
 
 def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) -> dict[str, Any]:
     """Samples from `model`, and KL(model‖reference) estimated on them (reference = adapter disabled)."""
+    from tasks.ppo.rollout import reference
+
     samples = _sample(params, model, tok, prompts, name)
     prompt_ids, response_ids = [], []
     for prompt, per_prompt in zip(prompts, samples, strict=True):
@@ -139,34 +166,26 @@ def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) 
             response_ids.append(list(s["ids"]))  # the sampled tokens, not a re-tokenisation
     temperature, batch_size = params.evaluate.generation.temperature, params.evaluate.batch_size
     logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
-    with _reference(model):
+    with reference(model):
         ref_logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
     return {"samples": samples, "kl_k1": kl_k1(logprobs, ref_logprobs), "kl_k3": kl_k3(logprobs, ref_logprobs)}
 
 
 def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: list[list[int]], temperature: float,
                       batch_size: int) -> list[list[float]]:
-    """log π(y_t | x, y_<t) of every response token, logits / temperature; prompts left-padded as in generation."""
+    """log π(y_t | x, y_<t) of every response token, logits / temperature: scored exactly as PPO scores its
+    rollouts (tasks/ppo/rollout.py — prompts left-padded, positions from the attention mask)."""
     import torch
 
+    from tasks.ppo.rollout import pack, token_logprobs
+
     out: list[list[float]] = []
-    pad = tok.pad_token_id
     with torch.inference_mode():
         for start in range(0, len(prompt_ids), batch_size):
-            prompts, responses = prompt_ids[start : start + batch_size], response_ids[start : start + batch_size]
-            p_len, r_len = max(map(len, prompts)), max(1, max(map(len, responses)))
-            ids = [[pad] * (p_len - len(p)) + p + r + [pad] * (r_len - len(r)) for p, r in zip(prompts, responses)]
-            mask = [[0] * (p_len - len(p)) + [1] * (len(p) + len(r)) + [0] * (r_len - len(r))
-                    for p, r in zip(prompts, responses)]
-            ids_t = torch.tensor(ids, device=model.device)
-            mask_t = torch.tensor(mask, device=model.device)
-            positions = (mask_t.cumsum(-1) - 1).clamp(min=0)
-            # Only the logits that predict response tokens: positions p_len-1 .. p_len+r_len-2.
-            logits = model(input_ids=ids_t, attention_mask=mask_t, position_ids=positions,
-                           logits_to_keep=r_len + 1).logits[:, :-1].float()
-            logp = torch.log_softmax(logits / temperature, dim=-1)
-            token_logp = logp.gather(-1, ids_t[:, p_len:, None]).squeeze(-1)
-            out.extend(token_logp[i, : len(r)].tolist() for i, r in enumerate(responses))
+            batch = pack(prompt_ids[start : start + batch_size], response_ids[start : start + batch_size],
+                         tok.pad_token_id, tok.eos_token_id, model.device)
+            logp = token_logprobs(model, batch, temperature)
+            out.extend(row[keep.bool()].tolist() for row, keep in zip(logp, batch.mask, strict=True))
     return out
 
 
@@ -183,12 +202,10 @@ def _add_rm_scores(params: Params, prompts: list[dict], results: dict[str, dict]
 def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:
     """Per-model metrics; rewards get (mean, ci_low, ci_high) over per-prompt means; KL named by its reference."""
     samples = [s for per in res["samples"] for s in per]
-    k = len(res["samples"][0]) if res["samples"] else 1
     out: dict[str, float] = {}
     for key, name in (("gold", "gold_reward"), ("rm", "rm_score")):
         if key in res:
-            per_prompt = [sum(res[key][i : i + k]) / k for i in range(0, len(res[key]), k)]
-            out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean_ci(per_prompt)
+            out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean_ci(per_prompt(res, key))
     if "kl_k1" in res:
         out[f"kl_{ref}"] = sum(res["kl_k1"]) / len(res["kl_k1"])
         out[f"kl_{ref}_k3"] = sum(res["kl_k3"]) / len(res["kl_k3"])
@@ -197,6 +214,23 @@ def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:
     out["distinct_1"] = distinct_n([s["text"] for s in samples], 1)
     out["distinct_2"] = distinct_n([s["text"] for s in samples], 2)
     return out
+
+
+def per_prompt(res: dict[str, Any], key: str) -> list[float]:
+    """Per-sample scores → one mean per prompt (every prompt has the same number of samples)."""
+    k = len(res["samples"][0]) if res["samples"] else 1
+    return [sum(res[key][i : i + k]) / k for i in range(0, len(res[key]), k)]
+
+
+def guard_policy(results: dict[str, dict]) -> reward_hacking.Guard:
+    """Policy vs SFT, paired by prompt (both sampled on the same prompts, in the same order)."""
+    policy, sft = results.get("policy", {}), results.get("sft", {})
+
+    def scores(key: str) -> tuple[list[float] | None, list[float] | None]:
+        both = key in policy and key in sft
+        return (per_prompt(policy, key), per_prompt(sft, key)) if both else (None, None)
+
+    return reward_hacking.guard(*scores("rm"), *scores("gold"))
 
 
 def rm_gold_agreement(results: dict[str, dict]) -> dict[str, float]:
@@ -308,8 +342,9 @@ def preference_summary(params: Params, eval_metrics: dict[str, float]) -> list[t
 
 
 def report_html(params: Params, prompts: list[dict], per_model: dict[str, dict[str, float]], rows: list[dict],
-                png: bytes, labels: list[tuple[str, str]] = ()) -> str:
-    """Self-contained HTML: metric table (base | SFT | policy), the embedded plot, sample completions side by side."""
+                png: bytes, labels: list[tuple[str, str]] = (), sections: list[str] = ()) -> str:
+    """Self-contained HTML: metric table (base | SFT | policy), the embedded plot, `sections` (already HTML: the
+    reward-hacking guard, the frontier), sample completions side by side."""
     names = list(per_model)
     keys = [k for k in dict.fromkeys(k for m in per_model.values() for k in m)
             if not k.endswith(("_ci_low", "_ci_high"))]
@@ -350,6 +385,7 @@ chain.</p>
 <table><tr><th>what</th><th>value</th></tr>{"".join(f"<tr><td>{html.escape(a)}</td><td>{html.escape(b)}</td></tr>" for a, b in labels)}</table>
 <h2>Gold reward</h2>
 <img alt="gold reward per model" src="data:image/png;base64,{base64.b64encode(png).decode()}">
+{"".join(sections)}
 <h2>Sample completions (first sample per prompt)</h2>
 <table><tr><th>prompt</th>{head}</tr>{examples}</table>
 </body></html>

@@ -1,5 +1,6 @@
 """evaluate on the tiny model: base/SFT/policy metrics with the expected keys and finite values, a self-contained
-report, seeded (repeat runs give identical numbers), and KL estimates that agree with an explicit computation."""
+report, seeded (repeat runs give identical numbers), KL estimates that agree with an explicit computation, the
+reward-hacking guard recomputed from the samples, and the reward-vs-KL frontier across runs."""
 
 from __future__ import annotations
 
@@ -15,12 +16,13 @@ from tests.test_collect_preferences import build_upstream, save_lora
 
 @pytest.fixture
 def upstream(project, tiny_model_dir):
-    """Upstream outputs plus a policy: a perturbed LoRA on the SFT model, saved as the chain base → sft → policy."""
+    """Upstream outputs plus a policy: a perturbed LoRA on the SFT model, saved as the chain base → sft → policy
+    (method ppo, as align writes it: the frontier labels the point with it)."""
     from tasks.common.modeling import write_chain
 
     build_upstream(project, tiny_model_dir)
     save_lora(project / "models/sft", project / "models/policy", seed=2)
-    write_chain(project / "models/policy", "models/base", ["models/sft", "models/policy"])
+    write_chain(project / "models/policy", "models/base", ["models/sft", "models/policy"], method="ppo")
     return project
 
 
@@ -38,8 +40,10 @@ def test_evaluate_writes_metrics_report_and_samples(upstream):
                  "distinct_1", "distinct_2"]
     expected = {f"{m}/{k}" for m in ("base", "sft", "policy") for k in per_model}
     expected |= {"policy/kl_sft", "policy/kl_sft_k3", "sft/kl_base", "sft/kl_base_k3", "policy/gold_win_rate_vs_sft",
-                 "policy/gold_gain_vs_sft"}
+                 "policy/gold_gain_vs_sft", "policy/gold_gain_vs_sft_ci_low", "policy/gold_gain_vs_sft_ci_high"}
     assert expected <= set(metrics)
+    assert metrics["policy/gold_gain_vs_sft"] == pytest.approx(metrics["policy/gold_reward"] - metrics["sft/gold_reward"])
+    assert not any(k.startswith("guard/") or "rm_gain" in k for k in metrics)  # no reward model: no proxy to guard
     assert all(isinstance(v, float) and math.isfinite(v) for v in metrics.values())
     assert read_json("metrics/eval.json") == metrics
     for m in ("base", "sft", "policy"):
@@ -55,8 +59,22 @@ def test_evaluate_writes_metrics_report_and_samples(upstream):
     rows = read_jsonl("reports/eval/samples.jsonl")
     assert len(rows) == 3 * 8 * 2  # models × prompts × samples
     assert Path("reports/eval/gold_reward.png").read_bytes()[:4] == b"\x89PNG"
+    assert "<h2>Reward hacking guard</h2>" in report and "Not computed: no reward-model scores" in report
+    assert _frontier_rows() == [("sft", "0.0", "1"), ("ppo", repr(metrics["policy/kl_sft"]), "1")]
 
     assert _run() == metrics  # seeded: identical numbers on a re-run
+    # the second run's frontier holds the first run's policy, found in MLflow and labelled from its tag
+    assert _frontier_rows() == [("sft", "0.0", "1"), ("ppo", repr(metrics["policy/kl_sft"]), "0"),
+                                ("ppo", repr(metrics["policy/kl_sft"]), "1")]
+    assert Path("reports/eval/reward_vs_kl.png").read_bytes()[:4] == b"\x89PNG"
+    assert 'alt="gold reward vs KL across runs"' in Path("reports/eval/report.html").read_text()
+
+
+def _frontier_rows() -> list[tuple[str, str, str]]:
+    import csv
+
+    with open("plots/reward_vs_kl.csv", newline="") as f:
+        return [(r["method"], r["kl"], r["current"]) for r in csv.DictReader(f)]
 
 
 def test_evaluate_without_policy_or_reward_model(project, tiny_model_dir):
@@ -119,6 +137,42 @@ def test_evaluate_scores_with_the_reward_model_when_there_is_one(upstream):
     assert metrics["rm/gold_pair_accuracy"] == pytest.approx(sum((g > 0) == (r > 0) for g, r in pairs) / len(pairs))
 
 
+def test_reward_hacking_guard_recomputed_from_the_samples(upstream):
+    """Paired gains policy − SFT per prompt (from samples.jsonl), the flag by its rule, the training RM gain from
+    plots/align.csv, and the report section."""
+    from tasks.common.metrics import mean_ci
+    from tasks.common.params import load_params
+    from tasks.train_reward import run_train_reward
+    from tests.test_collect_preferences import write_pairs
+
+    write_pairs(upstream)
+    run_train_reward(load_params())
+    Path("plots").mkdir(exist_ok=True)
+    Path("plots/align.csv").write_text("step,train_loss,rm_score\n1,0.5,0.1\n2,0.4,0.3\n3,0.3,0.2\n4,0.2,0.6\n")
+    metrics = _run()
+
+    rows = read_jsonl("reports/eval/samples.jsonl")
+    gains = {}
+    for key in ("rm", "gold"):
+        means = {}
+        for r in rows:
+            means.setdefault((r["model"], r["prompt_id"]), []).append(r[key])
+        ids = [r["prompt_id"] for r in rows if r["model"] == "sft" and r["sample"] == 0]
+        diffs = [sum(means["policy", i]) / len(means["policy", i]) - sum(means["sft", i]) / len(means["sft", i]) for i in ids]
+        gains[key] = mean_ci(diffs)
+        got = tuple(metrics[f"policy/{key}_gain_vs_sft{s}"] for s in ("", "_ci_low", "_ci_high"))
+        assert got == pytest.approx(gains[key])
+    assert metrics["policy/rm_gain_vs_sft"] == pytest.approx(metrics["policy/rm_score"] - metrics["sft/rm_score"])
+    assert metrics["guard/reward_hacking"] == float(gains["rm"][1] > 0 and gains["gold"][0] < 0)
+    assert metrics["guard/train_rm_gain"] == pytest.approx(0.6 - 0.1)  # last quarter [0.6] − first step
+
+    report = Path("reports/eval/report.html").read_text()
+    section = report[report.index("<h2>Reward hacking guard</h2>"):]
+    assert "align.method ppo (online RL" in section and "RM score (proxy)" in section
+    assert "RM score during training" in section and "+0.500" in section
+    assert ("RAISED" if metrics["guard/reward_hacking"] else "Not raised") in section
+
+
 def test_task_without_gold_uses_the_rm_and_reports_the_labels(upstream):
     """data.gold: none (examples/assistant): no gold metrics, the RM score is plotted, and the report shows the
     preference-label quality from the collect_preferences / train_reward stage metrics."""
@@ -136,7 +190,11 @@ def test_task_without_gold_uses_the_rm_and_reports_the_labels(upstream):
     params.data.gold = "none"
     metrics = run_evaluate(params)
     assert not any("gold" in k for k in metrics) and math.isfinite(metrics["policy/rm_score"])
+    assert "guard/reward_hacking" not in metrics and math.isfinite(metrics["policy/rm_gain_vs_sft"])
     report = Path("reports/eval/report.html").read_text()
+    assert "Not computed: this task has no gold reward (data.gold: none)" in report
+    assert "Not drawn: this task has no gold reward" in report and not Path("reports/eval/reward_vs_kl.png").exists()
+    assert _frontier_rows() == []  # header only: still a valid `dvc plots` file
     assert "AI judge agreement with gold labels</td><td>0.625" in report
     assert "position-bias rate" in report and "reward model held-out accuracy (vs the training labels)" in report
     assert all(r["gold"] is None for r in read_jsonl("reports/eval/samples.jsonl"))
