@@ -45,6 +45,7 @@ CURVES = {"train_loss": "loss", "rewards_margins": "rewards/margins", "rewards_a
 
 def run_align(params: Params) -> dict[str, float]:
     """Files in, files out, metrics returned."""
+    from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.modeling import load_causal_lm, load_tokenizer, read_chain, seed_everything, write_chain
     from tasks.common.resume import model_digest, resume_checkpoint, write_curves
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
@@ -54,6 +55,10 @@ def run_align(params: Params) -> dict[str, float]:
         from tasks.ppo.stage import run_ppo
 
         return run_ppo(params)
+    if cfg.method in ("rloo", "grpo"):  # the same RM and sampling through TRL's trainers: the baseline for ppo
+        from tasks.ppo.trl_online import run_trl_online
+
+        return run_trl_online(params)
     seed_everything(params.seed)
     with stage_run("align", params, cfg.model_dump()):
         # Data
@@ -70,7 +75,8 @@ def run_align(params: Params) -> dict[str, float]:
 
         # Resume a killed run only if nothing it depends on changed (else start fresh)
         sft_chain = read_chain(paths.sft_model)
-        resume = resume_checkpoint(
+        resume = on_main(  # one process decides (and clears stale checkpoints); every rank resumes from it
+            resume_checkpoint,
             paths.align_checkpoints,
             {
                 "align": cfg.model_dump(),
@@ -94,7 +100,7 @@ def run_align(params: Params) -> dict[str, float]:
 
         # Save: the adapter, the tokenizer and the chain that rebuilds base → sft → policy.
         with atomic_dir(paths.policy_model) as out:
-            trainer.model.save_pretrained(out)
+            save_trained_adapter(trainer, out)  # every rank: sharded weights are gathered; the main process writes
             tok.save_pretrained(out)
             write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method=cfg.method)
 
@@ -157,8 +163,15 @@ def _lora(params: Params):
     return LoraConfig(task_type="CAUSAL_LM", **params.align.lora.model_dump())
 
 
+def _dataset(params: Params, rows: list[dict[str, Any]], split: str):
+    """Dataset.from_list; file-backed in the checkpoint dir under a multi-process launch (distributed.shared_dataset:
+    TRL caches precomputed reference log-probs next to the dataset, which an in-memory one does not have)."""
+    from tasks.common.distributed import shared_dataset
+
+    return shared_dataset(rows, Path(params.paths.align_checkpoints, "datasets", split))
+
+
 def _dpo(params, model, tok, train_pairs, eval_pairs, extra):
-    from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
     args = _config(DPOConfig, params, **extra)
@@ -166,15 +179,14 @@ def _dpo(params, model, tok, train_pairs, eval_pairs, extra):
         model=model,
         ref_model=None,  # PEFT: the reference is the model with the adapter disabled (the SFT model)
         args=args,
-        train_dataset=Dataset.from_list(train_pairs),
-        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        train_dataset=_dataset(params, train_pairs, "train"),
+        eval_dataset=_dataset(params, eval_pairs, "eval") if eval_pairs else None,
         processing_class=tok,
         peft_config=_lora(params),
     )
 
 
 def _simpo(params, model, tok, train_pairs, eval_pairs, extra):
-    from datasets import Dataset
     from trl import DPOConfig
 
     from tasks.common.losses import SimPOTrainer
@@ -183,8 +195,8 @@ def _simpo(params, model, tok, train_pairs, eval_pairs, extra):
     return SimPOTrainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(train_pairs),
-        eval_dataset=Dataset.from_list(eval_pairs) if eval_pairs else None,
+        train_dataset=_dataset(params, train_pairs, "train"),
+        eval_dataset=_dataset(params, eval_pairs, "eval") if eval_pairs else None,
         processing_class=tok,
         peft_config=_lora(params),
         gamma=params.align.simpo_gamma,
@@ -192,7 +204,6 @@ def _simpo(params, model, tok, train_pairs, eval_pairs, extra):
 
 
 def _kto(params, model, tok, train_pairs, eval_pairs, extra):
-    from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
 
     rows = unpaired(train_pairs, params.seed)
@@ -207,8 +218,8 @@ def _kto(params, model, tok, train_pairs, eval_pairs, extra):
         model=model,
         ref_model=None,
         args=args,
-        train_dataset=Dataset.from_list(rows),
-        eval_dataset=Dataset.from_list(unpaired(eval_pairs, params.seed)) if eval_pairs else None,
+        train_dataset=_dataset(params, rows, "train"),
+        eval_dataset=_dataset(params, unpaired(eval_pairs, params.seed), "eval") if eval_pairs else None,
         processing_class=tok,
         peft_config=_lora(params),
     )

@@ -32,15 +32,15 @@ PLOTS = Path("plots")
 
 def run_sft(params: Params) -> dict[str, float]:
     """Train the SFT adapter; files in, files out, metrics returned."""
-    import mlflow
     import torch
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
+    from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
     from tasks.common.resume import model_digest, resume_checkpoint, write_curves
-    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+    from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
 
     seed_everything(params.seed)
     cfg, paths = params.sft, params.paths
@@ -61,7 +61,8 @@ def run_sft(params: Params) -> dict[str, float]:
             log_dataset(data_file, eval_rows, context="eval", name="sft_eval")
 
         # Resume or start fresh
-        resume = resume_checkpoint(
+        resume = on_main(  # one process decides (and clears stale checkpoints); every rank resumes from it
+            resume_checkpoint,
             paths.sft_checkpoints,
             {
                 "sft": cfg.model_dump(),
@@ -96,14 +97,14 @@ def run_sft(params: Params) -> dict[str, float]:
 
         # Save
         with atomic_dir(paths.sft_model) as staging:
-            trainer.model.save_pretrained(staging)
+            save_trained_adapter(trainer, staging)
             tok.save_pretrained(staging)
             write_chain(staging, base=paths.base_model, adapters=[paths.sft_model])
         metrics = summarize(trainer.state.log_history, result.metrics, eval_metrics, step)
         write_json(Path(paths.metrics) / "sft.json", metrics)
         write_curves(PLOTS / "sft.csv", trainer.state.log_history, {"train_loss": "loss", "eval_loss": "eval_loss"})
         log_metrics(metrics)
-        mlflow.log_artifacts(paths.sft_model, artifact_path="sft_model")
+        log_artifacts(paths.sft_model, artifact_path="sft_model")
     return metrics
 
 

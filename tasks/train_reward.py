@@ -39,14 +39,14 @@ SCORE_BATCH = 16
 
 def run_train_reward(params: Params) -> dict[str, float]:
     """Train the reward adapter and its head; files in, files out, metrics returned."""
-    import mlflow
     from peft import LoraConfig
     from trl import RewardConfig
 
+    from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
     from tasks.common.resume import model_digest, resume_checkpoint, write_curves
     from tasks.common.reward import load_sequence_classifier, raw_rewards
-    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+    from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
 
     seed_everything(params.seed)
     cfg, paths = params.train_reward, params.paths
@@ -62,7 +62,8 @@ def run_train_reward(params: Params) -> dict[str, float]:
         train_rows, eval_rows = load_pairs(train_file), load_pairs(eval_file)
         log_dataset(train_file, train_rows, context="training", name="preferences_train")
         log_dataset(eval_file, eval_rows, context="eval", name="preferences_eval")
-        resume = resume_checkpoint(
+        resume = on_main(  # one process decides (and clears stale checkpoints); every rank resumes from it
+            resume_checkpoint,
             paths.reward_checkpoints,
             {
                 "train_reward": cfg.model_dump(),
@@ -113,7 +114,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
 
         # Save
         with atomic_dir(paths.reward_model) as staging:
-            trainer.model.save_pretrained(staging)
+            save_trained_adapter(trainer, staging)
             tok.save_pretrained(staging)
             write_chain(
                 staging,
@@ -134,7 +135,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
             },
         )
         log_metrics(metrics)
-        mlflow.log_artifacts(paths.reward_model, artifact_path="reward_model")
+        log_artifacts(paths.reward_model, artifact_path="reward_model")
     return metrics
 
 

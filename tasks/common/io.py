@@ -3,6 +3,11 @@
 Every stage output (model directory, dataset, report, metrics) goes through `atomic_dir` / `atomic_write_text`:
 the new content is built next to the target and swapped in only when complete, so a crash, a kill or a
 validation failure leaves the previous good output exactly as it was.
+
+Under a multi-process launch (tasks/common/distributed.py) only the main process writes: the others get a private
+scratch directory from `atomic_dir` (thrown away) and skip `atomic_write_text`, so a stage body needs no rank
+checks around its writes, and every rank leaves `atomic_dir` only after the main process has swapped the new
+output in.
 """
 
 from __future__ import annotations
@@ -16,10 +21,22 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from tasks.common.distributed import barrier, is_main_process
+
 
 @contextlib.contextmanager
 def atomic_dir(target: str | Path) -> Iterator[Path]:
-    """Yield a fresh staging directory; on success it replaces `target` (old content removed only then)."""
+    """Yield a fresh staging directory; on success it replaces `target` (old content removed only then).
+
+    Every rank must enter it (the body may hold collectives, e.g. gathering sharded weights to save them)."""
+    if not is_main_process():
+        scratch = Path(tempfile.mkdtemp(prefix=f".{Path(target).name}.rank-"))
+        try:
+            yield scratch
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        barrier()  # wait until the main process has swapped the output in
+        return
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.staging-", dir=target.parent))
@@ -35,9 +52,13 @@ def atomic_dir(target: str | Path) -> Iterator[Path]:
     os.replace(staging, target)
     if backup.exists():
         shutil.rmtree(backup, ignore_errors=True)
+    barrier()
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write `text` via a temporary file and a rename; a no-op on the non-main ranks of a multi-process launch."""
+    if not is_main_process():
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -162,6 +162,9 @@ def trainer_defaults(trainer: dict[str, Any]) -> dict[str, Any]:
         "dataloader_num_workers": 0,
         "dataloader_pin_memory": on_gpu,
         "disable_tqdm": _quiet(),
+        # Under DDP, transformers turns unused-parameter search on for PEFT models: an extra graph pass per step for
+        # nothing (every LoRA weight gets a gradient). Off; a user setting wins.
+        "ddp_find_unused_parameters": False,
     }
     if "gradient_checkpointing" not in trainer:  # transformers 5 renamed it; the new name would override the old
         defaults["activation_checkpointing"] = False

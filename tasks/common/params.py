@@ -147,7 +147,7 @@ class TrainRewardParams(_Strict):
     trainer: dict[str, Any] = {}
 
 
-AlignMethod = Literal["dpo", "ipo", "robust", "hinge", "kto", "simpo", "ppo"]
+AlignMethod = Literal["dpo", "ipo", "robust", "hinge", "kto", "simpo", "ppo", "rloo", "grpo"]
 
 
 class PPOParams(_Strict):
@@ -180,6 +180,20 @@ class PPOParams(_Strict):
     generation: GenerationParams = GenerationParams()
 
 
+class OnlineRLParams(_Strict):
+    """align.method rloo | grpo (tasks/ppo/trl_online.py): TRL's RLOOTrainer / GRPOTrainer with our reward model, the
+    baseline for our PPO. Sampling, score scale and missing-EOS penalty are align.ppo's, so the two compare."""
+
+    steps: int = Field(20, gt=0, description="TRL max_steps: one generation batch and one optimiser step each")
+    num_generations: int = Field(4, ge=2, description="k completions per prompt (the group / leave-one-out baseline)")
+    prompts_per_step: int = Field(8, gt=0, description="prompts per step (per process); TRL's "
+                                  "per_device_train_batch_size counts completions = prompts_per_step * num_generations")
+    learning_rate: float = Field(1e-4, gt=0)
+    beta: float = Field(0.05, ge=0, description="KL coefficient (RLOO: in the reward; GRPO: in the loss)")
+    max_prompts: int | None = Field(None, gt=0)
+    trainer: dict[str, Any] = {}
+
+
 class AlignParams(_Strict):
     method: AlignMethod = "dpo"
     lora: LoraParams = LoraParams()
@@ -189,6 +203,7 @@ class AlignParams(_Strict):
     simpo_gamma: float = Field(0.5, ge=0.0)
     trainer: dict[str, Any] = {}
     ppo: PPOParams = PPOParams()
+    online: OnlineRLParams = OnlineRLParams()
 
 
 class EvaluateParams(_Strict):

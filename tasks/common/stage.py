@@ -32,4 +32,7 @@ def stage_main(name: str, body: Callable[[Any], dict[str, Any]]) -> None:
     except (StageError, ParamsError) as exc:
         print(f"alignflow {name}: error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(json.dumps({name: metrics}, indent=2, default=str))
+    from tasks.common.distributed import is_main_process
+
+    if is_main_process():  # under `accelerate launch` every rank returns the same metrics: print them once
+        print(json.dumps({name: metrics}, indent=2, default=str))

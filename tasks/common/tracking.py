@@ -6,6 +6,10 @@ ALIGNFLOW_PARENT_RUN_ID (stages run in their own process, via `dvc repro`), so a
 logs into whichever run is active, i.e. the stage's run.
 
 Embedded default: `sqlite:///mlflow.db` with artifacts in ./mlartifacts; MLFLOW_TRACKING_URI points elsewhere.
+
+Under a multi-process launch only the main process (rank 0) opens the run and logs; on the other ranks
+`stage_run` yields None and the logging helpers here do nothing (a bare `mlflow.log_*` there would start a stray
+run of its own), and TRL's MLflowCallback already logs from rank 0 only.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+from tasks.common.distributed import is_main_process
 
 PARENT_ENV = "ALIGNFLOW_PARENT_RUN_ID"
 DEFAULT_DB = "mlflow.db"
@@ -72,7 +78,11 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 @contextlib.contextmanager
 def stage_run(stage: str, params: Any, section: dict[str, Any] | None = None) -> Iterator[Any]:
-    """Open the stage's MLflow run (child of the pipeline run when there is one) and log its params section."""
+    """Open the stage's MLflow run (child of the pipeline run when there is one) and log its params section.
+    Yields None on the non-main ranks of a multi-process launch."""
+    if not is_main_process():
+        yield None
+        return
     import mlflow
 
     experiment_id = configure(params.pipeline.experiment)
@@ -100,6 +110,8 @@ def peak_rss_mb() -> float:
 
 def log_dataset(path: str | Path, rows: list[dict[str, Any]], context: str, name: str | None = None) -> None:
     """Record a dataset input (with MLflow's content digest) on the active run."""
+    if not is_main_process():
+        return
     import mlflow
     import pandas as pd
 
@@ -116,6 +128,8 @@ def _cell(v: Any) -> Any:
 
 def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     """Log only finite numbers (MLflow rejects NaN in some stores and they break comparisons)."""
+    if not is_main_process():
+        return
     import math
 
     import mlflow
@@ -123,3 +137,19 @@ def log_metrics(metrics: dict[str, float], step: int | None = None) -> None:
     clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     if clean:
         mlflow.log_metrics(clean, step=step)
+
+
+def log_artifacts(local_dir: str | Path, artifact_path: str | None = None) -> None:
+    """`mlflow.log_artifacts` from the main process only."""
+    if is_main_process():
+        import mlflow
+
+        mlflow.log_artifacts(str(local_dir), artifact_path=artifact_path)
+
+
+def log_dict(obj: dict[str, Any], artifact_file: str) -> None:
+    """`mlflow.log_dict` from the main process only."""
+    if is_main_process():
+        import mlflow
+
+        mlflow.log_dict(obj, artifact_file)

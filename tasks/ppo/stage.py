@@ -13,6 +13,11 @@ lm-human-preferences. Scores are the RM's normalised scores (SFT samples average
 Resume: a checkpoint is written every `save_steps` steps (the trainer's full state, ppo_state.pt, then
 trainer_state.json last as the completeness marker); a re-run with the same params, seed, data and models
 continues from the last complete one and ends where an uninterrupted run ends.
+
+Several processes (`accelerate launch --config_file configs/accelerate/ddp.yaml -m tasks.align`): data-parallel,
+each rank holding the whole policy, value model and RM and taking an equal share of every rollout batch and
+minibatch (tasks/ppo/trainer.py says how the results equal one process's); rank 0 logs and writes. FSDP and
+DeepSpeed configs are refused: nothing here shards the models.
 """
 
 from __future__ import annotations
@@ -38,17 +43,18 @@ CURVES = {  # plots/align.csv column <- PPO step stat
 
 
 def run_ppo(params: Params) -> dict[str, float]:
-    import mlflow
     from peft import LoraConfig, get_peft_model
 
+    from tasks.common.distributed import is_main_process, on_main, sharded_engine, world_size
     from tasks.common.modeling import load_causal_lm, load_tokenizer, read_chain, seed_everything, write_chain
     from tasks.common.resume import model_digest, resume_checkpoint
     from tasks.common.reward import load_reward_model, score
-    from tasks.common.tracking import log_dataset, log_metrics, stage_run
+    from tasks.common.tracking import log_dataset, log_dict, log_metrics, stage_run
     from tasks.ppo.trainer import PPOSettings, PPOTrainer
 
     cfg, paths = params.align, params.paths
     ppo = cfg.ppo
+    _check_layout(ppo, world_size(), sharded_engine())  # forms the process group first when launched
     seed_everything(params.seed)
     prompts_file = Path(paths.validated) / "prompts_train.jsonl"
     for needed in (prompts_file, Path(paths.sft_model), Path(paths.reward_model)):
@@ -58,7 +64,8 @@ def run_ppo(params: Params) -> dict[str, float]:
         prompts = read_jsonl(prompts_file)[: ppo.max_prompts]
         log_dataset(prompts_file, prompts, context="training", name="prompts_train")
         sft_chain = read_chain(paths.sft_model)
-        resume = resume_checkpoint(
+        resume = on_main(  # one process decides (and clears stale checkpoints); every rank resumes from it
+            resume_checkpoint,
             paths.align_checkpoints,
             {"align": cfg.model_dump(), "seed": params.seed, "prompts": sha256_file(prompts_file),
              "sft_model": model_digest(paths.sft_model), "reward_model": model_digest(paths.reward_model),
@@ -94,10 +101,11 @@ def run_ppo(params: Params) -> dict[str, float]:
             stats["loss/total"] = stats["loss/policy"] + ppo.vf_coef * stats["loss/value"]
             history.append(stats)
             log_metrics({k.replace("/", "_"): v for k, v in stats.items() if k != "step"}, step=trainer.step_count)
-            log.info("ppo step %d/%d: rm %.3f kl %.3f beta %.4f", trainer.step_count, ppo.steps,
-                     stats["objective/scores"], stats["objective/kl"], stats["objective/beta"])
-            if trainer.step_count % ppo.save_steps == 0 or trainer.step_count == ppo.steps:
-                _checkpoint(trainer, history, Path(paths.align_checkpoints))
+            if is_main_process():
+                log.info("ppo step %d/%d: rm %.3f kl %.3f beta %.4f", trainer.step_count, ppo.steps,
+                         stats["objective/scores"], stats["objective/kl"], stats["objective/beta"])
+            if (trainer.step_count % ppo.save_steps == 0 or trainer.step_count == ppo.steps) and is_main_process():
+                _checkpoint(trainer, history, Path(paths.align_checkpoints))  # every rank holds the same state
         runtime = time.perf_counter() - start
 
         with atomic_dir(paths.policy_model) as out:
@@ -109,8 +117,23 @@ def run_ppo(params: Params) -> dict[str, float]:
                         "train/prompts": float(len(prompts))})
         write_json(Path(paths.metrics) / "align.json", metrics)
         write_ppo_curves(Path("plots/align.csv"), history)
-        mlflow.log_dict({"history": history}, "ppo_history.json")
+        log_dict({"history": history}, "ppo_history.json")
     return metrics
+
+
+def _check_layout(ppo, world: int, engine: str | None) -> None:
+    """Refuse a launch this loop cannot honour, naming the setting to change."""
+    if world == 1:
+        return
+    if engine:
+        raise StageError(f"align (ppo): launched with {engine}, but the PPO loop is data-parallel only (every process "
+                         f"holds the whole models); use configs/accelerate/ddp.yaml (or ddp_multinode.yaml)")
+    from tasks.ppo.trainer import uneven_split
+
+    uneven = uneven_split(ppo.rollout_batch_size, ppo.mini_batch_size, world)
+    if uneven:
+        raise StageError(f"align.ppo: {uneven} must be divisible by the number of processes ({world}); each process "
+                         f"takes an equal share of every rollout batch and minibatch")
 
 
 def _score_scale(reward_dir: str, mode: str) -> float:

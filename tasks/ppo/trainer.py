@@ -12,6 +12,19 @@ One `step()` = one rollout batch and its updates:
   4. the KL controller sees the batch's mean sequence KL.
 The model stays in eval mode while it trains (METHODS.md: dropout off — otherwise the rollout log-probs and the
 ones the loss recomputes would differ by the dropout noise alone).
+
+Several processes (`accelerate launch`, tasks/common/distributed.py) split the work, not the math: every rank
+draws the same global prompt batch (same seeded order) and generates, scores and runs the log-prob/value forwards
+for its contiguous shard; the shards are all-gathered, so every rank holds the whole rollout batch and computes
+rewards, GAE, whitening and the batch KL on it exactly as one process would (global statistics, no extra
+reduction to get wrong). In the updates each global minibatch (the same seeded permutation on every rank) is
+split evenly; a rank's loss is a token mean over its rows scaled by its share of the minibatch's valid tokens, and
+the gradients are summed over ranks before clipping — the token mean over the whole minibatch. Gradients are
+reduced by hand, one flat all-reduce per optimiser step, rather than through DDP: the loop calls pieces of the
+PEFT models that DDP's forward hook never sees (the adapter-disabled reference, the value model's backbone and
+head), and the weights are small LoRA tensors. Sampling: each rank reseeds its sampler every step from
+(seed, step, rank) — different streams per rank (METHODS.md), and a checkpoint needs no per-rank RNG state.
+One process keeps the single global RNG stream that the checkpoint saves, exactly as before.
 """
 
 from __future__ import annotations
@@ -24,6 +37,7 @@ from typing import Any
 
 import torch
 
+from tasks.common.distributed import all_gather_cat, all_gather_objects, all_reduce_sum_, broadcast_, rank, world_size
 from tasks.ppo.core import (
     KLController,
     explained_variance,
@@ -72,6 +86,13 @@ def token_values(value_model, batch: Batch) -> torch.Tensor:
     return model.score(hidden[:, lq - 1 : lq + lr - 1]).squeeze(-1).float() * batch.mask
 
 
+def uneven_split(rollout_batch_size: int, mini_batch_size: int, world: int) -> dict[str, int]:
+    """The batch sizes that `world` processes cannot share evenly (the last minibatch may be a partial one)."""
+    sizes = {"rollout_batch_size": rollout_batch_size, "mini_batch_size": mini_batch_size,
+             "rollout_batch_size % mini_batch_size": rollout_batch_size % mini_batch_size}
+    return {k: v for k, v in sizes.items() if v % world}
+
+
 class PPOTrainer:
     def __init__(self, policy, value_model, tokenizer, prompts: list[list[dict[str, str]]], score_fn: ScoreFn,
                  settings: PPOSettings, seed: int = 0):
@@ -85,6 +106,25 @@ class PPOTrainer:
         self.position = 0  # next prompt in the seeded order; with step_count and RNG, what resume restores
         self.order = list(range(len(prompts)))
         random.Random(seed).shuffle(self.order)
+        self.world, self.rank = world_size(), rank()
+        uneven = uneven_split(settings.rollout_batch_size, settings.mini_batch_size, self.world)
+        if uneven:
+            raise ValueError(f"{uneven} not divisible by the number of processes ({self.world}): every rank takes an "
+                             f"equal share of each rollout batch and minibatch")
+        if self.world > 1:
+            with torch.no_grad():
+                for p in self.trainable:  # one starting point on every rank, whatever each one's init did
+                    broadcast_(p)
+
+    def _shard(self, n: int) -> slice:
+        """This rank's contiguous rows of a global batch of n (n divisible by the world size)."""
+        per = n // self.world
+        return slice(self.rank * per, (self.rank + 1) * per)
+
+    def _sampling_seed(self) -> int:
+        import numpy as np
+
+        return int(np.random.SeedSequence([self.seed, self.step_count, self.rank]).generate_state(1)[0])
 
     def _next_prompts(self) -> list[list[dict[str, str]]]:
         out = []
@@ -101,25 +141,33 @@ class PPOTrainer:
         from tasks.common.modeling import generate
 
         s, tok = self.s, self.tok
-        prompts = self._next_prompts()
+        prompts = self._next_prompts()  # the global batch: the same on every rank
+        mine = self._shard(len(prompts))
         self.policy.eval()
         self.value_model.eval()
+        if self.world > 1:
+            torch.manual_seed(self._sampling_seed())
         t0 = time.perf_counter()
-        samples = generate(self.policy, tok, prompts, num_return_sequences=1,
-                           batch_size=s.rollout_batch_size, desc="ppo rollout", **s.generation)
+        samples = generate(self.policy, tok, prompts[mine], num_return_sequences=1,
+                           batch_size=s.rollout_batch_size // self.world, desc="ppo rollout", **s.generation)
+        response_ids = [x[0]["ids"] for x in samples]
+        scores_list = self.score_fn(prompts[mine], [x[0]["text"] for x in samples])
+        if self.world > 1:  # every rank gets the whole batch, in rank order = the global prompt order
+            response_ids = [ids for part in all_gather_objects(response_ids) for ids in part]
+            scores_list = [x for part in all_gather_objects(scores_list) for x in part]
         query_ids = [tok(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True),
                          add_special_tokens=False)["input_ids"] for p in prompts]
-        batch = pack(query_ids, [x[0]["ids"] for x in samples], tok.pad_token_id, tok.eos_token_id,
-                     device=self.policy.device)
-        texts = [x[0]["text"] for x in samples]
-        scores = torch.tensor(self.score_fn(prompts, texts), dtype=torch.float32, device=batch.mask.device)
+        batch = pack(query_ids, response_ids, tok.pad_token_id, tok.eos_token_id, device=self.policy.device)
+        scores = torch.tensor(scores_list, dtype=torch.float32, device=batch.mask.device)
         if s.missing_eos_penalty is not None:
             scores = torch.where(batch.has_eos, scores, torch.full_like(scores, s.missing_eos_penalty))
         temperature = s.generation.get("temperature", 1.0)
-        logp = token_logprobs(self.policy, batch, temperature)
+        # Forwards on this rank's rows of the globally padded batch, then gathered: the same tensors one process has.
+        local = batch if self.world == 1 else _rows(batch, mine)
+        logp = all_gather_cat(token_logprobs(self.policy, local, temperature))
         with reference(self.policy):
-            ref_logp = token_logprobs(self.policy, batch, temperature)
-        values = token_values(self.value_model, batch)
+            ref_logp = all_gather_cat(token_logprobs(self.policy, local, temperature))
+        values = all_gather_cat(token_values(self.value_model, local))
         kl = kl_per_token(logp, ref_logp, s.kl_estimator) * batch.mask
         rewards, non_score = token_rewards(scores, kl, batch.mask, self.kl_ctl.beta)
         if s.whiten_rewards:
@@ -152,26 +200,46 @@ class PPOTrainer:
         for _ in range(s.ppo_epochs):
             perm = torch.randperm(n, generator=gen).tolist()
             for start in range(0, n, s.mini_batch_size):
-                idx = perm[start : start + s.mini_batch_size]
-                mb = Batch(batch.query[idx], batch.query_mask[idx], batch.response[idx], batch.mask[idx], batch.eos_id)
+                minibatch = perm[start : start + s.mini_batch_size]
+                idx = minibatch[self._shard(len(minibatch))]
+                mb = _rows(batch, idx)
+                # This rank's share of the minibatch's valid tokens: its token-mean loss times the share, summed
+                # over ranks, is the token mean over the whole minibatch (1 with one process).
+                share = 1.0 if self.world == 1 else float(mb.mask.sum() / batch.mask[minibatch].sum().clamp(min=1))
                 logp, entropy = token_logprobs(self.policy, mb, temperature, with_entropy=True)
                 pl, pstats = policy_loss(logp, data["logp"][idx], data["advantages"][idx], mb.mask, s.cliprange)
                 v = token_values(self.value_model, mb)
                 vl, vstats = value_loss(v, data["values"][idx], data["returns"][idx], mb.mask, s.cliprange_value)
                 loss = (pl + s.vf_coef * vl) / s.gradient_accumulation_steps
+                if self.world > 1:
+                    loss = loss * share
                 loss.backward()
                 count += 1
                 if count % s.gradient_accumulation_steps == 0 or start + s.mini_batch_size >= n:
+                    if self.world > 1:
+                        self._sum_gradients()
                     torch.nn.utils.clip_grad_norm_(self.trainable, s.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad(set_to_none=True)
                 for k, val in {"loss/policy": pl, "loss/value": vl, "policy/entropy": masked_mean(entropy, mb.mask),
                                "policy/approx_kl": pstats["approx_kl"], "policy/clipfrac": pstats["clipfrac"],
                                "val/clipfrac": vstats["vf_clipfrac"]}.items():
-                    sums[k] = sums.get(k, 0.0) + float(val.detach())
+                    sums[k] = sums.get(k, 0.0) + float(val.detach()) * share
+        if self.world > 1:  # token-weighted shares summed over ranks: the whole minibatch's token means
+            total = all_reduce_sum_(torch.tensor(list(sums.values()), dtype=torch.float64, device=batch.mask.device))
+            sums = dict(zip(sums, total.tolist(), strict=True))
         out = {k: v / count for k, v in sums.items()}
         out["time/update_s"] = time.perf_counter() - t0
         return out
+
+    def _sum_gradients(self) -> None:
+        """Sum the trainable gradients over ranks in one flat all-reduce (a missing gradient counts as zero)."""
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in self.trainable]
+        flat = all_reduce_sum_(torch.cat([g.reshape(-1) for g in grads]))
+        offset = 0
+        for p in self.trainable:
+            p.grad = flat[offset : offset + p.numel()].view_as(p)
+            offset += p.numel()
 
     # Resume: everything the next step depends on — trainable weights of both models, optimiser moments, the KL
     # controller, the data position and order, the step count and the RNG that sampling draws from — so a run
@@ -232,3 +300,8 @@ class PPOTrainer:
         self.step_count += 1
         stats["step"] = self.step_count
         return stats
+
+
+def _rows(batch: Batch, idx) -> Batch:
+    """The rows `idx` (a slice or a list of indices) of a batch, keeping its padding."""
+    return Batch(batch.query[idx], batch.query_mask[idx], batch.response[idx], batch.mask[idx], batch.eos_id)
