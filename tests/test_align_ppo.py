@@ -71,3 +71,26 @@ def test_ppo_stage_trains_saves_and_resumes(upstream, monkeypatch):
     resumed = run_align(_params())
     assert resumed["train/steps"] == 3 and _adapter_bytes() == uninterrupted
     assert len(Path("plots/align.csv").read_text().splitlines()) == 4  # the history survived the kill
+
+
+def test_rm_is_the_value_model_with_its_adapter_disabled(upstream):
+    """The PPO stage keeps one copy of the RM weights: scores come from the value model with its adapter disabled.
+    After the value LoRA and its copy of the head have moved, those scores must still be the RM's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from tasks.common.reward import load_reward_model, score
+
+    prompts = [[{"role": "user", "content": "continue this movie review : the movie was"}]] * 3
+    texts = ["great fun", "boring mess", "the acting was fine"]
+    rm, tok = load_reward_model("models/reward")
+    expected = score(rm, tok, prompts, texts)
+    value = get_peft_model(rm, LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], r=4, lora_alpha=8,
+                                          target_modules="all-linear"))
+    with torch.no_grad():
+        for name, p in value.named_parameters():
+            if p.requires_grad:  # what training does to the LoRA weights and the head copy
+                p.add_(torch.randn_like(p) * 0.5)
+    with value.disable_adapter():
+        assert score(value, tok, prompts, texts) == pytest.approx(expected, abs=1e-6)
+    assert score(value, tok, prompts, texts) != pytest.approx(expected, abs=1e-3)  # the adapter does act

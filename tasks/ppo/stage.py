@@ -76,14 +76,17 @@ def run_ppo(params: Params) -> dict[str, float]:
         tok = load_tokenizer(paths.sft_model)
         seed_everything(params.seed)  # the LoRA initialisations come next: same seed, same start
         policy = get_peft_model(load_causal_lm(paths.sft_model), LoraConfig(task_type="CAUSAL_LM", **cfg.lora.model_dump()))
+        # One copy of the RM weights: the value model is the RM with a LoRA and a trainable copy of the head, and
+        # the RM itself is that model with the adapter disabled (the original head comes back), as the reference
+        # is the policy with its adapter disabled.
         rm, rm_tok = load_reward_model(paths.reward_model)
-        value, _ = load_reward_model(paths.reward_model)
-        value = get_peft_model(value, LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()))
+        value = get_peft_model(rm, LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()))
 
         scale = _score_scale(paths.reward_model, ppo.score_scale)
 
         def score_fn(chat_prompts: list, texts: list[str]) -> list[float]:
-            return [s / scale for s in score(rm, rm_tok, chat_prompts, texts, ppo.score_batch_size)]
+            with value.disable_adapter():
+                return [s / scale for s in score(value, rm_tok, chat_prompts, texts, ppo.score_batch_size)]
 
         settings = PPOSettings(**ppo.model_dump(exclude={"steps", "max_prompts", "save_steps", "score_batch_size", "score_scale",
                                                          "generation"}),
