@@ -37,7 +37,15 @@ from typing import Any
 
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from tasks.common.judge_quality import agreement, confidence_histogram, judge_signals
-from tasks.common.pairing import assign_shares, best_vs_worst, disjoint_pairs, margin_pairs, draw_principle, split_pairs, to_row
+from tasks.common.pairing import (
+    assign_shares,
+    best_vs_worst,
+    disjoint_pairs,
+    draw_principle,
+    margin_pairs,
+    split_pairs,
+    to_row,
+)
 from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
 

@@ -164,8 +164,8 @@ def test_split_keeps_a_prompts_pairs_together():
 
 
 def test_reward_pairs_all_adds_rm_pairs_and_keeps_the_dpo_pairs(upstream):
-    from tasks.common.params import load_params
     from tasks.collect_preferences import run_collect_preferences
+    from tasks.common.params import load_params
 
     _run()
     before = {f: read_jsonl(Path("data/preferences", f)) for f in ("train.jsonl", "hard_train.jsonl", "hard_eval.jsonl")}

@@ -54,6 +54,7 @@ def run_trl_online(params: Params) -> dict[str, float]:
     from datasets import Dataset
     from peft import LoraConfig
 
+    from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.modeling import (
         load_causal_lm,
         load_tokenizer,
@@ -64,7 +65,6 @@ def run_trl_online(params: Params) -> dict[str, float]:
     )
     from tasks.common.resume import model_digest, resume_checkpoint
     from tasks.common.reward import load_reward_model
-    from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.tracking import log_dataset, log_dict, log_metrics, stage_run
     from tasks.ppo.stage import _score_scale, summary, write_ppo_curves
 
