@@ -47,7 +47,7 @@ def run_align(params: Params) -> dict[str, float]:
     """Files in, files out, metrics returned."""
     from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.modeling import load_causal_lm, load_tokenizer, read_chain, seed_everything, write_chain
-    from tasks.common.resume import model_digest, resume_checkpoint, write_curves
+    from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
     cfg, paths = params.align, params.paths
@@ -95,7 +95,7 @@ def run_align(params: Params) -> dict[str, float]:
         trainer = build(params, model, tok, train_pairs, eval_pairs, config_kwargs(cfg))
 
         # Train
-        result = trainer.train(resume_from_checkpoint=resume)
+        result = train(trainer, resume)
         eval_metrics = trainer.evaluate() if eval_pairs else {}
 
         # Save: the adapter, the tokenizer and the chain that rebuilds base → sft → policy.

@@ -39,7 +39,7 @@ def run_sft(params: Params) -> dict[str, float]:
 
     from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
-    from tasks.common.resume import model_digest, resume_checkpoint, write_curves
+    from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
     from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
 
     seed_everything(params.seed)
@@ -89,7 +89,7 @@ def run_sft(params: Params) -> dict[str, float]:
         )
 
         # Train
-        result = trainer.train(resume_from_checkpoint=resume)
+        result = train(trainer, resume)
         step = trainer.state.global_step
         # The Trainer evaluates at its last step already (eval_strategy "steps"); evaluate only if it did not.
         final = [h for h in trainer.state.log_history if "eval_loss" in h and h.get("step") == step]

@@ -44,7 +44,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
 
     from tasks.common.distributed import on_main, save_trained_adapter
     from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
-    from tasks.common.resume import model_digest, resume_checkpoint, write_curves
+    from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
     from tasks.common.reward import load_sequence_classifier, raw_rewards
     from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
 
@@ -95,7 +95,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
         log.info("pairs within max_length: train %d/%d", len(trainer.train_dataset), len(train_rows))
 
         # Train
-        result = trainer.train(resume_from_checkpoint=resume)
+        result = train(trainer, resume)
 
         # Held-out evaluation, with the same scoring code later stages use
         prompts = [r["prompt"] for r in eval_rows]

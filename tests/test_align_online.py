@@ -62,6 +62,14 @@ def test_online_stage_trains_saves_and_resumes(upstream, method):  # noqa: F811
         assert resumed[key].allclose(continuous[key], atol=1e-6), key
     assert len(Path("plots/align.csv").read_text().splitlines()) == 3  # step 1's row came back with the checkpoint
 
+    # killed after the FINAL checkpoint (before the outputs were swapped in): nothing left to train, same policy
+    # (transformers alone would train a third step here: tasks/common/resume.train stops it)
+    shutil.rmtree("models/policy")
+    final_metrics = run_align(_params(method))
+    assert final_metrics["train/steps"] == 2
+    for key, value in load_file(adapter).items():
+        assert value.allclose(continuous[key], atol=1e-6), key
+
 
 def test_reward_fn_scales_scores_and_penalises_missing_eos(tiny_model_dir):
     """Zero score head: raw = 0, so score = raw − offset = −0.3 and the std scale 0.5 gives −0.6. A completion

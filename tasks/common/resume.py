@@ -78,6 +78,38 @@ def resume_checkpoint(ckpt_dir: str | Path, parts: dict[str, Any], stage: str) -
     return None
 
 
+def train(trainer, resume: str | None):
+    """`trainer.train(resume_from_checkpoint=resume)`, minus one transformers 5.24 off-by-one.
+
+    Resumed from its final checkpoint (killed after the last save, before the stage swapped its outputs in), a
+    Trainer whose max_steps ends mid-epoch trains one step more than the uninterrupted run: the loop checks
+    max_steps only after a step. A callback stops it before that step instead; the model already holds the
+    checkpoint's weights, so the stage ends where the uninterrupted run ended. (An epoch-based run never takes
+    the extra step: its epoch loop is already exhausted.)
+    """
+    from transformers import TrainerCallback
+    from transformers.trainer_utils import TrainOutput
+
+    class AlreadyFinished(Exception):
+        pass
+
+    class StopAtMaxSteps(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if 0 < state.max_steps <= state.global_step:
+                raise AlreadyFinished
+
+    callback = StopAtMaxSteps()
+    trainer.add_callback(callback)
+    try:
+        return trainer.train(resume_from_checkpoint=resume)
+    except AlreadyFinished:
+        log.info("resumed from the final checkpoint %s: nothing left to train", resume)
+        losses = [e["loss"] for e in trainer.state.log_history if "loss" in e]
+        return TrainOutput(trainer.state.global_step, sum(losses) / len(losses) if losses else float("nan"), {})
+    finally:
+        trainer.remove_callback(callback)
+
+
 def write_curves(path: str | Path, log_history: list[dict[str, Any]], columns: dict[str, str]) -> int:
     """Per-step curves for `dvc plots` from a Trainer's log history: CSV column <- log key, one row per step."""
     rows: dict[int, dict[str, Any]] = {}

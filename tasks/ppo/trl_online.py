@@ -63,7 +63,7 @@ def run_trl_online(params: Params) -> dict[str, float]:
         trainer_config,
         write_chain,
     )
-    from tasks.common.resume import model_digest, resume_checkpoint
+    from tasks.common.resume import model_digest, resume_checkpoint, train
     from tasks.common.reward import load_reward_model
     from tasks.common.tracking import log_dataset, log_dict, log_metrics, stage_run
     from tasks.ppo.stage import _score_scale, summary, write_ppo_curves
@@ -121,7 +121,7 @@ def run_trl_online(params: Params) -> dict[str, float]:
             processing_class=tok,
             peft_config=LoraConfig(task_type="CAUSAL_LM", **cfg.lora.model_dump()),
         )
-        result = trainer.train(resume_from_checkpoint=resume)
+        result = train(trainer, resume)
 
         # Save
         with atomic_dir(paths.policy_model) as out:
