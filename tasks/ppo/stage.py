@@ -45,33 +45,19 @@ CURVES = {  # plots/align.csv column <- PPO step stat
 def run_ppo(params: Params) -> dict[str, float]:
     from peft import LoraConfig, get_peft_model
 
-    from tasks.common.distributed import is_main_process, on_main, sharded_engine, world_size
-    from tasks.common.modeling import load_causal_lm, load_tokenizer, read_chain, seed_everything, write_chain
-    from tasks.common.resume import model_digest, resume_checkpoint
+    from tasks.common.distributed import is_main_process, sharded_engine, world_size
+    from tasks.common.modeling import load_causal_lm, load_tokenizer, seed_everything, write_chain
     from tasks.common.reward import load_reward_model, score
-    from tasks.common.tracking import log_dataset, log_dict, log_metrics, stage_run
+    from tasks.common.tracking import log_dict, log_metrics, stage_run
     from tasks.ppo.trainer import PPOSettings, PPOTrainer
 
     cfg, paths = params.align, params.paths
     ppo = cfg.ppo
     _check_layout(ppo, world_size(), sharded_engine())  # forms the process group first when launched
     seed_everything(params.seed)
-    prompts_file = Path(paths.validated) / "prompts_train.jsonl"
-    for needed in (prompts_file, Path(paths.sft_model), Path(paths.reward_model)):
-        if not needed.exists():
-            raise StageError(f"align (ppo): {needed} not found (run validate / sft / train_reward first)")
+    check_inputs(params)
     with stage_run("align", params, cfg.model_dump()):
-        prompts = read_jsonl(prompts_file)[: ppo.max_prompts]
-        log_dataset(prompts_file, prompts, context="training", name="prompts_train")
-        sft_chain = read_chain(paths.sft_model)
-        resume = on_main(  # one process decides (and clears stale checkpoints); every rank resumes from it
-            resume_checkpoint,
-            paths.align_checkpoints,
-            {"align": cfg.model_dump(), "seed": params.seed, "prompts": sha256_file(prompts_file),
-             "sft_model": model_digest(paths.sft_model), "reward_model": model_digest(paths.reward_model),
-             "base_model": model_digest(sft_chain["base"])},
-            stage="align",
-        )
+        prompts, sft_chain, resume = online_inputs(params, ppo.max_prompts)
 
         tok = load_tokenizer(paths.sft_model)
         seed_everything(params.seed)  # the LoRA initialisations come next: same seed, same start
@@ -137,6 +123,39 @@ def _check_layout(ppo, world: int, engine: str | None) -> None:
     if uneven:
         raise StageError(f"align.ppo: {uneven} must be divisible by the number of processes ({world}); each process "
                          f"takes an equal share of every rollout batch and minibatch")
+
+
+def check_inputs(params: Params) -> None:
+    """Every online method (ppo, rloo, grpo) samples the training prompts from the SFT model against the RM."""
+    paths = params.paths
+    for needed in (Path(paths.validated) / "prompts_train.jsonl", Path(paths.sft_model), Path(paths.reward_model)):
+        if not needed.exists():
+            raise StageError(f"align ({params.align.method}): {needed} not found "
+                             "(run validate / sft / train_reward first)")
+
+
+def online_inputs(params: Params, max_prompts: int | None) -> tuple[list[dict], dict, str | None]:
+    """(prompts, SFT chain, checkpoint to resume from) for an online method, inside its MLflow run: the prompts are
+    logged as the training data set, and a checkpoint is resumed only if nothing the run depends on changed."""
+    from tasks.common.distributed import on_main
+    from tasks.common.modeling import read_chain
+    from tasks.common.resume import model_digest, resume_checkpoint
+    from tasks.common.tracking import log_dataset
+
+    cfg, paths = params.align, params.paths
+    prompts_file = Path(paths.validated) / "prompts_train.jsonl"
+    prompts = read_jsonl(prompts_file)[:max_prompts]
+    log_dataset(prompts_file, prompts, context="training", name="prompts_train")
+    sft_chain = read_chain(paths.sft_model)
+    resume = on_main(  # one process decides (and clears stale checkpoints); every rank resumes from it
+        resume_checkpoint,
+        paths.align_checkpoints,
+        {"align": cfg.model_dump(), "seed": params.seed, "prompts": sha256_file(prompts_file),
+         "sft_model": model_digest(paths.sft_model), "reward_model": model_digest(paths.reward_model),
+         "base_model": model_digest(sft_chain["base"])},
+        stage="align",
+    )
+    return prompts, sft_chain, resume
 
 
 def _score_scale(reward_dir: str, mode: str) -> float:

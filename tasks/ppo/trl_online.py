@@ -40,7 +40,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from tasks.common.io import atomic_dir, read_jsonl, sha256_file, write_json
+from tasks.common.io import atomic_dir, write_json
 from tasks.common.params import Params
 from tasks.common.stage import StageError
 
@@ -54,19 +54,18 @@ def run_trl_online(params: Params) -> dict[str, float]:
     from datasets import Dataset
     from peft import LoraConfig
 
-    from tasks.common.distributed import on_main, save_trained_adapter
+    from tasks.common.distributed import save_trained_adapter
     from tasks.common.modeling import (
         load_causal_lm,
         load_tokenizer,
-        read_chain,
         seed_everything,
         trainer_config,
         write_chain,
     )
-    from tasks.common.resume import model_digest, resume_checkpoint, train
+    from tasks.common.resume import train
     from tasks.common.reward import load_reward_model
-    from tasks.common.tracking import log_dataset, log_dict, log_metrics, stage_run
-    from tasks.ppo.stage import _score_scale, summary, write_ppo_curves
+    from tasks.common.tracking import log_dict, log_metrics, stage_run
+    from tasks.ppo.stage import _score_scale, check_inputs, online_inputs, summary, write_ppo_curves
 
     cfg, paths = params.align, params.paths
     online, ppo = cfg.online, cfg.ppo
@@ -75,23 +74,10 @@ def run_trl_online(params: Params) -> dict[str, float]:
         raise StageError(f"align.online.trainer: {sorted(reserved)} are set by the stage from align.online / "
                          "align.ppo.generation; remove them")
     seed_everything(params.seed)
-    prompts_file = Path(paths.validated) / "prompts_train.jsonl"
-    for needed in (prompts_file, Path(paths.sft_model), Path(paths.reward_model)):
-        if not needed.exists():
-            raise StageError(f"align ({cfg.method}): {needed} not found (run validate / sft / train_reward first)")
+    check_inputs(params)
     with stage_run("align", params, cfg.model_dump()):
         # Data: TRL applies the chat template to the conversational "prompt" column itself.
-        prompts = read_jsonl(prompts_file)[: online.max_prompts]
-        log_dataset(prompts_file, prompts, context="training", name="prompts_train")
-        sft_chain = read_chain(paths.sft_model)
-        resume = on_main(  # one process decides (and clears stale checkpoints); every rank resumes from it
-            resume_checkpoint,
-            paths.align_checkpoints,
-            {"align": cfg.model_dump(), "seed": params.seed, "prompts": sha256_file(prompts_file),
-             "sft_model": model_digest(paths.sft_model), "reward_model": model_digest(paths.reward_model),
-             "base_model": model_digest(sft_chain["base"])},
-            stage="align",
-        )
+        prompts, sft_chain, resume = online_inputs(params, online.max_prompts)
 
         # Models
         tok = load_tokenizer(paths.sft_model)
