@@ -68,7 +68,7 @@ def run_ppo(params: Params) -> dict[str, float]:
         rm, rm_tok = load_reward_model(paths.reward_model)
         value = get_peft_model(rm, LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()))
 
-        scale = _score_scale(paths.reward_model, ppo.score_scale)
+        scale = score_divisor(paths.reward_model, ppo.score_scale)
 
         def score_fn(chat_prompts: list, texts: list[str]) -> list[float]:
             with value.disable_adapter():
@@ -158,7 +158,7 @@ def online_inputs(params: Params, max_prompts: int | None) -> tuple[list[dict], 
     return prompts, sft_chain, resume
 
 
-def _score_scale(reward_dir: str, mode: str) -> float:
+def score_divisor(reward_dir: str, mode: str) -> float:
     """The divisor of the RM's normalised scores: its std on the SFT model's samples (stored by train_reward).
 
     Without it a weak RM (std 0.24 on the default task) is drowned by the fixed missing-EOS penalty of −1:

@@ -65,7 +65,7 @@ def run_trl_online(params: Params) -> dict[str, float]:
     from tasks.common.resume import train
     from tasks.common.reward import load_reward_model
     from tasks.common.tracking import log_dict, log_metrics, stage_run
-    from tasks.ppo.stage import _score_scale, check_inputs, online_inputs, summary, write_ppo_curves
+    from tasks.ppo.stage import check_inputs, online_inputs, score_divisor, summary, write_ppo_curves
 
     cfg, paths = params.align, params.paths
     online, ppo = cfg.online, cfg.ppo
@@ -85,7 +85,7 @@ def run_trl_online(params: Params) -> dict[str, float]:
         rm, rm_tok = load_reward_model(paths.reward_model)
         gen_eos = policy.generation_config.eos_token_id
         eos_ids = {tok.eos_token_id, *([gen_eos] if isinstance(gen_eos, int) else gen_eos or [])}  # as TRL cuts
-        reward_fn = rm_reward(rm, rm_tok, scale=_score_scale(paths.reward_model, ppo.score_scale),
+        reward_fn = rm_reward(rm, rm_tok, scale=score_divisor(paths.reward_model, ppo.score_scale),
                               eos_token_ids=eos_ids, missing_eos_penalty=ppo.missing_eos_penalty,
                               batch_size=ppo.score_batch_size)
 
