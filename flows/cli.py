@@ -5,6 +5,8 @@
     alignflow validate --kind constitution FILE       check a constitution (principles, few-shot examples)
     alignflow serve                                   serve the pipeline on the cron schedule from params.yaml
     alignflow stages                                  list the stages in execution order and whether they are stale
+    alignflow compare [RUN_ID ...] [--last N]         pipeline runs side by side: params that differ, metrics
+    alignflow report RUN_ID [--output DIR]            re-render a run's evaluation report from MLflow
 
 Heavy imports (Prefect, DVC, torch) happen inside the commands so `alignflow --help` is instant.
 """
@@ -89,6 +91,58 @@ def _stages(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    """`alignflow compare`: exit 2 on an unknown run id, a missing store or experiment, or nothing to compare."""
+    from pathlib import Path
+
+    from mlflow import MlflowClient
+
+    from tasks.common.io import atomic_write_text
+    from tasks.common.params import ParamsError, load_params
+    from tasks.common.tracking import tracking_uri
+    from tasks.evaluation.compare import DEFAULT_PATTERNS, FORMATS, CompareError, collect, pipeline_runs
+
+    if args.runs and args.last is not None or (args.last is not None and args.last < 1):
+        print("alignflow compare: give run ids or --last N (N ≥ 1), not both", file=sys.stderr)
+        return 2
+    # one params.yaml download per run: a progress bar each would bury the table
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    uri = tracking_uri()
+    # opening a missing sqlite store would create an empty one (and run its migrations) just to find nothing
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        print(f"alignflow compare: no MLflow store at {uri} (run from the project root, or set MLFLOW_TRACKING_URI)",
+              file=sys.stderr)
+        return 2
+    client = MlflowClient(uri)
+    try:
+        run_ids = args.runs or pipeline_runs(
+            client, args.experiment or load_params().pipeline.experiment, args.last or 5)
+        text = FORMATS[args.format](collect(client, run_ids, args.metrics or DEFAULT_PATTERNS))
+    except (CompareError, ParamsError) as exc:
+        print(f"alignflow compare: {exc}", file=sys.stderr)
+        return 2
+    if args.output:
+        atomic_write_text(args.output, text)
+        print(f"wrote {args.output} ({len(run_ids)} runs)")
+    else:
+        print(text, end="")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """`alignflow report RUN_ID`: exit 2 when the run or its report document is not in the store."""
+    from tasks.evaluation.rerender import ReportNotFound, rerender
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        path = rerender(args.run_id, args.output)
+    except ReportNotFound as exc:
+        print(f"alignflow report: {exc}", file=sys.stderr)
+        return 2
+    print(f"evaluation report: {os.path.abspath(path)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alignflow", description="Preference-learning pipeline (Prefect + DVC + MLflow).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -111,6 +165,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     stages = sub.add_parser("stages", help="list stages in execution order and whether each is stale")
     stages.set_defaults(fn=_stages)
+
+    cmp = sub.add_parser("compare", help="pipeline runs side by side: params that differ, metrics")
+    cmp.add_argument("runs", nargs="*", metavar="RUN_ID", help="MLflow run ids (a stage run stands for its pipeline "
+                     "run); default: the last pipeline runs")
+    cmp.add_argument("--last", type=int, default=None, metavar="N", help="the last N pipeline runs (default 5)")
+    cmp.add_argument("--experiment", default=None, help="default: params.yaml pipeline.experiment")
+    cmp.add_argument("--metrics", nargs="+", default=None, metavar="PATTERN",
+                     help="fnmatch patterns of metric names (default: policy/* sft/* gate/* guard/*); put run ids "
+                     "before this option")
+    cmp.add_argument("--format", choices=["table", "markdown", "csv"], default="table")
+    cmp.add_argument("--output", default=None, metavar="FILE", help="write here instead of stdout")
+    cmp.set_defaults(fn=_compare)
+
+    rep = sub.add_parser("report", help="re-render a run's evaluation report (HTML + markdown) from MLflow")
+    rep.add_argument("run_id", metavar="RUN_ID", help="the evaluate run, or the pipeline run above it")
+    rep.add_argument("--output", default=None, metavar="DIR", help="default: reports/runs/<evaluate run id>")
+    rep.set_defaults(fn=_report)
     return p
 
 

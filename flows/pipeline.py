@@ -146,6 +146,10 @@ def pipeline_flow(stages: list[str] | None = None) -> dict[str, Any]:
             outcomes.append(STAGE_FLOWS[stage](parent_run_id=parent.info.run_id))
         summary = tracking_glue.finish_parent(params, parent.info.run_id, outcomes)
     create_markdown_artifact(markdown=summary["markdown"], key="alignflow-run", description="alignflow pipeline run")
+    eval_summary = Path(params.paths.reports) / "eval" / "summary.md"
+    if eval_summary.exists():
+        create_markdown_artifact(markdown=eval_summary.read_text(encoding="utf-8"), key="alignflow-eval",
+                                 description="evaluation: base | SFT | policy, and the promotion gate")
     return summary
 
 

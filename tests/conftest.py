@@ -72,6 +72,7 @@ def project(tmp_path, tiny_model_dir, monkeypatch) -> Path:
     """A temporary project root with params.yaml (tiny) and data/raw; cwd is set to it."""
     shutil.copytree(REPO / "data" / "raw", tmp_path / "data" / "raw")
     shutil.copy(REPO / "data" / "constitution.yaml", tmp_path / "data" / "constitution.yaml")
+    shutil.copytree(REPO / "data" / "probes", tmp_path / "data" / "probes")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_model_dir), sort_keys=False))
     copy_migrated_mlflow_db(tmp_path)
     monkeypatch.chdir(tmp_path)

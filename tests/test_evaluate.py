@@ -14,8 +14,7 @@ from tasks.common.io import read_json, read_jsonl
 from tests.test_collect_preferences import build_upstream, save_lora
 
 
-@pytest.fixture
-def upstream(project, tiny_model_dir):
+def _policy_upstream(project, tiny_model_dir):
     """Upstream outputs plus a policy: a perturbed LoRA on the SFT model, saved as the chain base → sft → policy
     (method ppo, as align writes it: the frontier labels the point with it)."""
     from tasks.common.modeling import write_chain
@@ -24,6 +23,11 @@ def upstream(project, tiny_model_dir):
     save_lora(project / "models/sft", project / "models/policy", seed=2)
     write_chain(project / "models/policy", "models/base", ["models/sft", "models/policy"], method="ppo")
     return project
+
+
+@pytest.fixture
+def upstream(project, tiny_model_dir):
+    return _policy_upstream(project, tiny_model_dir)
 
 
 def _run():
@@ -54,8 +58,9 @@ def test_evaluate_writes_metrics_report_and_samples(upstream):
     assert metrics["policy/kl_sft_k3"] > 0 and metrics["sft/kl_base_k3"] > 0
 
     report = Path("reports/eval/report.html").read_text()
-    assert "<table>" in report and '<img alt="gold reward per model" src="data:image/png;base64,' in report
-    assert "policy/" not in report and "gold_reward" in report
+    assert '<table id="metrics">' in report and '<img alt="reward per model" src="data:image/png;base64,' in report
+    table = report[report.index('<table id="metrics">'):]
+    assert "policy/" not in table[: table.index("</table>")] and "gold_reward" in table
     rows = read_jsonl("reports/eval/samples.jsonl")
     assert len(rows) == 3 * 8 * 2  # models × prompts × samples
     assert Path("reports/eval/gold_reward.png").read_bytes()[:4] == b"\x89PNG"
@@ -90,7 +95,7 @@ def test_response_logprobs_match_unpadded_forward(upstream):
     import torch
 
     from tasks.common.modeling import load_causal_lm, load_tokenizer
-    from tasks.evaluate import response_logprobs
+    from tasks.evaluation.sampling import response_logprobs
 
     model, tok = load_causal_lm("models/sft"), load_tokenizer("models/sft")
     prompts, responses = [[4, 20, 31], [4, 20, 31, 40, 41, 42]], [[50, 51, 3], [60]]

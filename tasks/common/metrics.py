@@ -34,6 +34,26 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, mean - half, mean + half
 
 
+def proportion_ci(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(rate, low, high): Wilson score interval for a proportion of n independent items (NaNs when n = 0).
+
+    Wilson rather than the normal approximation because rates here are often near 0 or 1 (refusals, flips) on
+    ~100 items, where p ± z·√(p(1−p)/n) leaves [0, 1] or collapses to a point.
+    Worked example: 8 of 10 → p = .8, z = 1.95996, centre (.8 + z²/20)/(1 + z²/10) = .71674, half-width
+    z·√(.8·.2/10 + z²/400)/(1 + z²/10) = .22658 → (.8, .49016, .94332).
+    """
+    from scipy import stats
+
+    if n == 0:
+        return math.nan, math.nan, math.nan
+    p = successes / n
+    z = float(stats.norm.ppf((1 + confidence) / 2))
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return p, max(0.0, centre - half), min(1.0, centre + half)
+
+
 def distinct_n(texts: Sequence[str], n: int) -> float:
     """Corpus distinct-n (Li et al. 2016): distinct word n-grams / all word n-grams over all texts (0 if none).
 

@@ -1,0 +1,111 @@
+"""Everything the evaluation needs from the models, gathered while each model is loaded (one at a time).
+
+Per model: K sampled completions per held-out prompt (the same seed for every model, so they differ only by the
+model), KL to the previous model in the chain on the model's own samples, and its greedy answers to the probe
+sets (over-refusal, sycophancy). Memory: the policy chain is loaded with its last adapter live, so the SFT model is
+the same weights with the adapter disabled; likewise the SFT chain gives the base model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tasks.common.metrics import kl_k1, kl_k3
+from tasks.common.params import Params
+
+MODELS = ("base", "sft", "policy")
+
+
+def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, list] | None = None) -> dict[str, dict[str, Any]]:
+    """{model: {"samples": per prompt [{text, n_tokens, eos, ids}], "kl_k1"/"kl_k3": per sequence,
+    "over_refusal"/"sycophancy": per probe item}} for the models that exist."""
+    from tasks.common.modeling import load_causal_lm, load_tokenizer
+    from tasks.ppo.rollout import reference
+
+    paths, dtype, out = params.paths, params.evaluate.generation.dtype, {}
+    if Path(paths.policy_model).exists():
+        model = load_causal_lm(paths.policy_model, merge_last=False, dtype=dtype)  # SFT merged in, policy adapter live
+        tok = load_tokenizer(paths.policy_model)
+        out["policy"] = {**_sample_with_kl(params, model, tok, prompts, "policy"), **run_probes(params, model, tok, probe_sets)}
+        del model
+    if Path(paths.sft_model).exists():
+        model = load_causal_lm(paths.sft_model, merge_last=False, dtype=dtype)  # base + live SFT adapter
+        tok = load_tokenizer(paths.sft_model)
+        out["sft"] = {**_sample_with_kl(params, model, tok, prompts, "sft"), **run_probes(params, model, tok, probe_sets)}
+        with reference(model):
+            out["base"] = {"samples": _sample(params, model, tok, prompts, "base"),
+                           **run_probes(params, model, tok, probe_sets)}
+    elif Path(paths.base_model).exists():
+        model = load_causal_lm(paths.base_model, dtype=dtype)
+        tok = load_tokenizer(paths.base_model)
+        out["base"] = {"samples": _sample(params, model, tok, prompts, "base"), **run_probes(params, model, tok, probe_sets)}
+    return {name: out[name] for name in MODELS if name in out}
+
+
+def run_probes(params: Params, model, tok, probe_sets: dict[str, list] | None) -> dict[str, list[dict]]:
+    """Greedy answers to the probe sets, classified (tasks/evaluation/pathologies.py)."""
+    if not probe_sets:
+        return {}
+    from tasks.evaluation import pathologies
+
+    cfg = params.evaluate.probes
+    generate = pathologies.model_generator(model, tok, cfg.max_new_tokens, cfg.batch_size)
+    return {"over_refusal": pathologies.run_over_refusal(generate, probe_sets["over_refusal"]),
+            "sycophancy": pathologies.run_sycophancy(generate, probe_sets["sycophancy"], params.seed)}
+
+
+def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[list[dict[str, Any]]]:
+    from tasks.common.modeling import generate
+
+    cfg = params.evaluate
+    return generate(model, tok, [p["prompt"] for p in prompts], **cfg.generation.model_dump(exclude={"dtype"}),
+                    num_return_sequences=cfg.samples_per_prompt, batch_size=cfg.batch_size, seed=params.seed,
+                    desc=f"evaluate {name}")
+
+
+def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) -> dict[str, Any]:
+    """Samples from `model`, and KL(model‖reference) estimated on them (reference = adapter disabled)."""
+    from tasks.ppo.rollout import reference
+
+    samples = _sample(params, model, tok, prompts, name)
+    prompt_ids, response_ids = [], []
+    for prompt, per_prompt in zip(prompts, samples, strict=True):
+        text = tok.apply_chat_template(prompt["prompt"], tokenize=False, add_generation_prompt=True)
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        for s in per_prompt:
+            prompt_ids.append(ids)
+            response_ids.append(list(s["ids"]))  # the sampled tokens, not a re-tokenisation
+    temperature, batch_size = params.evaluate.generation.temperature, params.evaluate.batch_size
+    logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
+    with reference(model):
+        ref_logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
+    return {"samples": samples, "kl_k1": kl_k1(logprobs, ref_logprobs), "kl_k3": kl_k3(logprobs, ref_logprobs)}
+
+
+def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: list[list[int]], temperature: float,
+                      batch_size: int) -> list[list[float]]:
+    """log π(y_t | x, y_<t) of every response token, logits / temperature: scored exactly as PPO scores its
+    rollouts (tasks/ppo/rollout.py — prompts left-padded, positions from the attention mask)."""
+    import torch
+
+    from tasks.ppo.rollout import pack, token_logprobs
+
+    out: list[list[float]] = []
+    with torch.inference_mode():
+        for start in range(0, len(prompt_ids), batch_size):
+            batch = pack(prompt_ids[start : start + batch_size], response_ids[start : start + batch_size],
+                         tok.pad_token_id, tok.eos_token_id, model.device)
+            logp = token_logprobs(model, batch, temperature)
+            out.extend(row[keep.bool()].tolist() for row, keep in zip(logp, batch.mask, strict=True))
+    return out
+
+
+def add_rm_scores(params: Params, prompts: list[dict], results: dict[str, dict]) -> None:
+    from tasks.common.reward import load_reward_model, score
+
+    model, tok = load_reward_model(params.paths.reward_model)
+    for res in results.values():
+        flat_prompts = [p["prompt"] for p, per in zip(prompts, res["samples"], strict=True) for _ in per]
+        completions = [s["text"] for per in res["samples"] for s in per]
+        res["rm"] = score(model, tok, flat_prompts, completions, params.evaluate.batch_size)

@@ -1,0 +1,171 @@
+"""The evaluation's measurements beyond reward and KL, and the gate decision: the evaluate stage's building blocks.
+
+Each function reads the per-model sampling results of tasks/evaluation/sampling.py and adds flat metrics to a
+model's row (names in tasks/evaluation/report.py METRICS). Rates over independent probe items get Wilson
+intervals; per-prompt quantities (self-BLEU, embedding diversity, boilerplate) get Student-t intervals over prompts,
+because a prompt's K samples are correlated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from tasks.common.io import sha256_file
+from tasks.common.metrics import mean_ci
+from tasks.common.params import Params
+from tasks.common.stage import StageError
+
+
+def load_probe_sets(params: Params) -> dict[str, list]:
+    """The over-refusal and sycophancy sets (validated; a bad file names its line and field), cut to
+    evaluate.probes.max_items per set — and per label for over-refusal — for smoke runs."""
+    from tasks.evaluation import probes
+
+    cfg = params.evaluate.probes
+    refusal = probes.load_over_refusal(cfg.over_refusal)
+    sycophancy = probes.load_sycophancy(cfg.sycophancy)
+    if cfg.max_items:
+        refusal = ([p for p in refusal if _get(p, "label") == "safe"][: cfg.max_items]
+                   + [p for p in refusal if _get(p, "label") == "unsafe"][: cfg.max_items])
+        sycophancy = sycophancy[: cfg.max_items]
+    return {"over_refusal": refusal, "sycophancy": sycophancy}
+
+
+def _get(item: Any, key: str) -> Any:
+    return item[key] if isinstance(item, dict) else getattr(item, key)
+
+
+def probe_sizes(probe_sets: dict[str, list]) -> dict[str, int]:
+    refusal = probe_sets.get("over_refusal", [])
+    return {"over-refusal safe": sum(_get(p, "label") == "safe" for p in refusal),
+            "over-refusal unsafe": sum(_get(p, "label") == "unsafe" for p in refusal),
+            "sycophancy items": len(probe_sets.get("sycophancy", []))}
+
+
+def eval_set_digest(params: Params, prompts_file: Path) -> str:
+    """What makes two evaluations comparable: the held-out prompts, the probe files, the sampling settings, the
+    judge and the seed (not the gate thresholds). The gate compares a policy with the champion only when equal."""
+    cfg = params.evaluate
+    files = [prompts_file, Path(cfg.probes.over_refusal), Path(cfg.probes.sycophancy), Path(cfg.probes.boilerplate)]
+    doc = {"files": {str(f): sha256_file(f) if f.exists() else None for f in files},
+           "evaluate": cfg.model_dump(exclude={"gate", "batch_size"}, mode="json"), "seed": params.seed,
+           "gold": params.data.gold}
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _finite(values: list[float]) -> list[float]:
+    return [v for v in values if v is not None and math.isfinite(v)]
+
+
+def _with_ci(name: str, values: list[float]) -> dict[str, float]:
+    mean, low, high = mean_ci(_finite(values))
+    return {name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
+
+
+def add_text_metrics(params: Params, results: dict[str, dict], per_model: dict[str, dict[str, float]]) -> None:
+    """Diversity over each prompt's K samples and the boilerplate rate; the per-prompt values are kept in the
+    results for the report's histograms."""
+    from tasks.evaluation import boilerplate, diversity
+
+    phrases = boilerplate.load_phrases(params.evaluate.probes.boilerplate)
+    k = params.evaluate.samples_per_prompt
+    encoder = diversity.load_encoder() if k >= 2 else None
+    for name, res in results.items():
+        groups = [[s["text"] for s in per] for per in res["samples"]]
+        texts = [t for g in groups for t in g]
+        m = per_model[name]
+        if k >= 2:
+            res["self_bleu"] = diversity.per_prompt_self_bleu(groups)
+            res["embedding_diversity"] = diversity.embedding_diversity(encoder, groups)
+            m.update(_with_ci("self_bleu", res["self_bleu"]))
+            m.update(_with_ci("embedding_diversity", res["embedding_diversity"]))
+        per_prompt = [sum(bool(boilerplate.boilerplate_hits(t, phrases)) for t in g) / len(g) for g in groups if g]
+        m.update(_with_ci("boilerplate_rate", per_prompt))
+        m["opening_share"] = boilerplate.opening_share(texts)
+        res["boilerplate_top"] = boilerplate.top_phrases(texts, phrases)
+
+
+def probe_metrics(res: dict[str, Any]) -> dict[str, float]:
+    from tasks.evaluation import pathologies
+
+    out: dict[str, float] = {}
+    if "over_refusal" in res:
+        out.update(pathologies.over_refusal_metrics(res["over_refusal"]))
+    if "sycophancy" in res:
+        out.update(pathologies.sycophancy_metrics(res["sycophancy"]))
+    return out
+
+
+def classifier_accuracy(params: Params) -> dict[str, float]:
+    """The rule classifiers scored on their labelled examples (data/probes/labelled), reported in every run."""
+    from tasks.evaluation import classifiers
+
+    return classifiers.accuracy_on_labelled(Path(params.evaluate.probes.over_refusal).parent / "labelled")
+
+
+def build_judge(params: Params):
+    """evaluate.judge: the local judge defaults to the base model (neither of the models it compares)."""
+    from tasks.judges.cache import JudgmentCache
+
+    cfg, cache = params.evaluate.judge, JudgmentCache(params.paths.judge_cache)
+    constitution = None
+    if cfg.few_shot:
+        from tasks.common.constitution import load_constitution
+
+        constitution = load_constitution(params.data.constitution)
+    if cfg.kind == "local":
+        from tasks.judges.local import LocalJudge
+
+        model = cfg.model or params.paths.base_model
+        if not Path(model).exists() and "/" not in model:
+            raise StageError(f"evaluate.judge.model: {model} not found")
+        return LocalJudge(model, constitution, cache, cfg.chain_of_thought, tuple(cfg.cot_clamp),
+                          cfg.cot_max_new_tokens, cfg.few_shot, cfg.batch_size, cfg.dtype)
+    from tasks.judges.openai_http import OpenAIJudge
+
+    try:
+        return OpenAIJudge(cfg, constitution, cache)
+    except ValueError as exc:
+        raise StageError(f"evaluate.judge: {exc}") from None
+
+
+def _renamed(key: str, ref: str) -> str:
+    """judge_win_rate_lc → judge_win_rate_vs_sft_lc; judge_ties → judge_ties_vs_sft."""
+    if key.startswith("judge_win_rate"):
+        return f"judge_win_rate_vs_{ref}{key[len('judge_win_rate'):]}"
+    return f"{key}_vs_{ref}"
+
+
+def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, dict],
+                      per_model: dict[str, dict[str, float]]) -> dict[str, Any]:
+    """Policy vs SFT and vs base on the first sample of each prompt; returns what the report says of the judge."""
+    refs = [r for r in ("sft", "base") if r in results]
+    if "policy" not in results or not refs:
+        return {}
+    from tasks.evaluation.winrates import judge_win_rates
+
+    judge = build_judge(params)
+    policy = [per[0]["text"] for per in results["policy"]["samples"]]
+    info: dict[str, Any] = {"identity": judge.identity, "tie_margin": params.evaluate.judge.tie_margin}
+    for ref in refs:
+        other = [per[0]["text"] for per in results[ref]["samples"]]
+        metrics, rows = judge_win_rates(judge, [p["prompt"] for p in prompts], policy, other,
+                                        params.evaluate.judge.tie_margin, ids=[p["id"] for p in prompts],
+                                        desc=f"judge policy vs {ref}")
+        per_model["policy"].update({_renamed(k, ref): v for k, v in metrics.items()})
+        info[f"rows_vs_{ref}"] = rows
+    info["stats"] = {k: v for k, v in vars(judge.stats).items() if isinstance(v, (int, float))}
+    del judge
+    return info
+
+
+def decide_gate(params: Params, client, metrics: dict[str, float], eval_set: str) -> dict[str, Any]:
+    """The gate's decision against the current champion of the registry, as a JSON-able dict."""
+    from tasks.evaluation import gate
+
+    champion = gate.current_champion(client, params.pipeline.registered_model)
+    return gate.decide(metrics, params.evaluate.gate, champion, eval_set).to_dict()
