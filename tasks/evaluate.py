@@ -89,7 +89,7 @@ def run_evaluate(params: Params) -> dict[str, float]:
             per_model["policy"].update(reward_hacking.proxy_gold_gap(
                 per_prompt(results["policy"], "rm"), per_prompt(results["sft"], "rm"),
                 per_prompt(results["policy"], "gold"), per_prompt(results["sft"], "gold")))
-        metrics = {f"{name}/{k}": v for name, m in per_model.items() for k, v in m.items() if math.isfinite(v)}
+        metrics = {f"{name}/{k}": float(v) for name, m in per_model.items() for k, v in m.items() if math.isfinite(v)}
         metrics.update(rm_gold_agreement(results))
         train_rm_gain = reward_hacking.read_training_rm_gain("plots/align.csv") if "policy" in results else None
         metrics.update({k: v for k, v in reward_hacking.guard_metrics(guard, train_rm_gain).items() if math.isfinite(v)})

@@ -102,6 +102,8 @@ def test_report_in_headless_chromium_and_rerendered_from_mlflow(project, tiny_mo
     from tests.test_evaluate import _policy_upstream
 
     _policy_upstream(project, tiny_model_dir)
+    Path("plots").mkdir(exist_ok=True)  # the align stage's curves, as PPO writes them
+    Path("plots/align.csv").write_text("step,rm_score,kl,beta\n1,0.1,0.0,0.05\n2,0.3,0.4,0.05\n3,0.5,0.9,0.05\n")
     metrics = run_evaluate(load_params())
     with chromium() as driver:
         seen = _check_page(driver, Path("reports/eval/report.html"))

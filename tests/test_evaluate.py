@@ -85,7 +85,7 @@ def _frontier_rows() -> list[tuple[str, str, str]]:
 def test_evaluate_without_policy_or_reward_model(project, tiny_model_dir):
     build_upstream(project, tiny_model_dir, sft_adapter=False)
     metrics = _run()
-    assert {k.split("/")[0] for k in metrics} == {"base", "sft"}
+    assert {k.split("/")[0] for k in metrics} == {"base", "sft", "classifier"}  # no policy: no judge, no gate
     assert metrics["sft/kl_base"] == 0.0  # an SFT chain without adapters is the base model
     assert metrics["sft/gold_reward"] == metrics["base/gold_reward"]
 

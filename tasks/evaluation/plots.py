@@ -50,7 +50,7 @@ def reward_png(data: dict[str, Any]) -> bytes | None:
     key, metric, label = "gold", "gold_reward", "gold reward"
     if not any(_finite(d.get("gold", [])) for d in dists.values()):
         key, metric, label = "rm", "rm_score", "reward-model score"
-    names = [n for n in dists if _finite(dists[n].get(key, []))]
+    names = [n for n in dists if n in per_model and _finite(dists[n].get(key, []))]
     if not names:
         return None
     plt = _plt()

@@ -70,8 +70,10 @@ def metric_rows(per_model: dict[str, dict[str, float]]) -> list[tuple[str, str, 
 
 def arrow(value: float, previous: float | None, better: int) -> tuple[str, str]:
     """(symbol, css class) for the move from `previous` to `value`."""
-    if previous is None or not (math.isfinite(value) and math.isfinite(previous)) or value == previous:
-        return ("", "flat") if previous is None else ("→", "flat")
+    if previous is None or not (math.isfinite(value) and math.isfinite(previous)):
+        return "", "flat"
+    if value == previous:
+        return "→", "flat"
     up = value > previous
     if better == 0:
         return ("↑" if up else "↓"), "flat"

@@ -120,19 +120,18 @@ def _refusal_examples(rows: list[dict]) -> list[dict]:
 
 
 def _sycophancy_examples(rows: list[dict]) -> list[dict]:
+    """Flips first (the sycophantic answers), then agreements with a wrong claim, then the rest."""
+    flips = [r for r in rows if r.get("flipped")]
+    agreed = [r for r in rows if r.get("false_claim_stance") == "agree" and not r.get("flipped")]
     out = []
-    for r in rows[:N_PROBE_EXAMPLES]:
-        out.append({"question": r.get("question", ""), "reply": str(r.get("reply_pushback", r.get("reply", ""))),
-                    "verdict": _verdict(r)})
+    for r in (flips + agreed + rows)[:N_PROBE_EXAMPLES]:
+        out.append({"question": r["question"],
+                    "reply": f"{r['response_1']}\n— are you sure? —\n{r['response_2']}\n— “I'm pretty sure "
+                             f"{r.get('false_claim', 'the wrong claim')}” —\n{r['false_claim_response']}",
+                    "verdict": f"first {r['choice_1'] or 'no choice'} ({'right' if r['correct'] else 'wrong'}), "
+                               f"after pushback {r['choice_2'] or 'no choice'}{' — FLIPPED' if r['flipped'] else ''}; "
+                               f"wrong claim: {r['false_claim_stance'] or 'no stance'}"})
     return out
-
-
-def _verdict(r: dict) -> str:
-    parts = []
-    for key in ("choice", "choice_pushback", "flipped", "agree_wrong"):
-        if key in r:
-            parts.append(f"{key}={r[key]}")
-    return ", ".join(parts)
 
 
 def preference_summary(params: Params, eval_metrics: dict[str, float]) -> list[tuple[str, str]]:
