@@ -19,6 +19,9 @@ import os
 import sys
 import time
 
+HEADLINE = ("policy/gold_reward", "sft/gold_reward", "policy/rm_score", "policy/kl_sft", "policy/judge_win_rate_vs_sft",
+            "guard/reward_hacking")
+
 
 def _run(args: argparse.Namespace) -> int:
     from flows.pipeline import pipeline_flow
@@ -36,6 +39,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\nalignflow run failed: {exc}", file=sys.stderr)
         return 1
     summary.pop("markdown", None)
+    metrics = summary.pop("eval", {}) or {}
+    summary["eval"] = {k: v for k, v in metrics.items()  # the headline; metrics/eval.json has all of them
+                       if k in HEADLINE or k.startswith("gate/")}
     print(json.dumps(summary, indent=2, default=str))
     print(f"\nalignflow run finished in {time.perf_counter() - start:.1f} s; MLflow run {summary['mlflow_run_id']}")
     if summary.get("report"):

@@ -27,30 +27,42 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
     if Path(paths.policy_model).exists():
         model = load_causal_lm(paths.policy_model, merge_last=False, dtype=dtype)  # SFT merged in, policy adapter live
         tok = load_tokenizer(paths.policy_model)
-        out["policy"] = {**_sample_with_kl(params, model, tok, prompts, "policy"), **run_probes(params, model, tok, probe_sets)}
+        out["policy"] = _sample_with_kl(params, model, tok, prompts, "policy")
+        out["policy"].update(run_probes(params, _for_probes(params, model), tok, probe_sets, "policy"))
         del model
     if Path(paths.sft_model).exists():
         model = load_causal_lm(paths.sft_model, merge_last=False, dtype=dtype)  # base + live SFT adapter
         tok = load_tokenizer(paths.sft_model)
-        out["sft"] = {**_sample_with_kl(params, model, tok, prompts, "sft"), **run_probes(params, model, tok, probe_sets)}
+        out["sft"] = _sample_with_kl(params, model, tok, prompts, "sft")
         with reference(model):
-            out["base"] = {"samples": _sample(params, model, tok, prompts, "base"),
-                           **run_probes(params, model, tok, probe_sets)}
+            out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
+        model = _for_probes(params, model)
+        out["sft"].update(run_probes(params, model, tok, probe_sets, "sft"))
+        with reference(model):
+            out["base"].update(run_probes(params, model, tok, probe_sets, "base"))
     elif Path(paths.base_model).exists():
         model = load_causal_lm(paths.base_model, dtype=dtype)
         tok = load_tokenizer(paths.base_model)
-        out["base"] = {"samples": _sample(params, model, tok, prompts, "base"), **run_probes(params, model, tok, probe_sets)}
+        out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
+        out["base"].update(run_probes(params, _for_probes(params, model), tok, probe_sets, "base"))
     return {name: out[name] for name in MODELS if name in out}
 
 
-def run_probes(params: Params, model, tok, probe_sets: dict[str, list] | None) -> dict[str, list[dict]]:
+def _for_probes(params: Params, model):
+    """The model in evaluate.probes.dtype, cast in place once its samples and KL (which want fp32) are done."""
+    import torch
+
+    return model.to(getattr(torch, params.evaluate.probes.dtype))
+
+
+def run_probes(params: Params, model, tok, probe_sets: dict[str, list] | None, name: str = "") -> dict[str, list[dict]]:
     """Greedy answers to the probe sets, classified (tasks/evaluation/pathologies.py)."""
     if not probe_sets:
         return {}
     from tasks.evaluation import pathologies
 
     cfg = params.evaluate.probes
-    generate = pathologies.model_generator(model, tok, cfg.max_new_tokens, cfg.batch_size)
+    generate = pathologies.model_generator(model, tok, cfg.max_new_tokens, cfg.batch_size, f"probes {name}".strip())
     return {"over_refusal": pathologies.run_over_refusal(generate, probe_sets["over_refusal"]),
             "sycophancy": pathologies.run_sycophancy(generate, probe_sets["sycophancy"], params.seed)}
 
