@@ -106,6 +106,32 @@ def test_mlflow_parent_and_children(pipeline_run):
     assert len(versions) == 1 and versions[0].run_id == parent.info.run_id
 
 
+def test_gate_decision_moves_the_champion_alias_or_names_the_failed_checks(pipeline_run):
+    """The pipeline decided the gate on the registered version: promoted ⇔ alias `champion` on it, with the run
+    tags, the summary and the report agreeing; the eval-set tag is on the run the champion lookup reads."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    root, summary = pipeline_run
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    tags = mlflow.get_run(summary["mlflow_run_id"]).data.tags
+    gate = json.loads((root / "reports/eval/gate.json").read_text())
+    assert summary["promoted"] is gate["passed"]  # no champion before: the flow's re-decision matches evaluate's
+    assert tags["alignflow.promoted"] == str(summary["promoted"]).lower()
+    assert len(tags["alignflow.eval_set"]) == 16
+    client = mlflow.MlflowClient()
+    if summary["promoted"]:
+        assert tags["alignflow.gate"] == "passed"
+        assert client.get_model_version_by_alias("alignflow-policy", "champion").version == "1"
+    else:
+        failed = [c["name"] for c in gate["checks"] if not c["passed"]]
+        assert tags["alignflow.gate"] == "failed: " + ", ".join(failed)
+        with pytest.raises(MlflowException):
+            client.get_model_version_by_alias("alignflow-policy", "champion")
+    report = (root / "reports/eval/report.html").read_text()
+    assert ("Passed: the policy is promoted" if gate["passed"] else "Failed: not promoted") in report
+
+
 def test_second_repro_is_a_noop(pipeline_run):
     root, _ = pipeline_run
     r = _sh(["dvc", "repro"], root)
