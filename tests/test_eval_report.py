@@ -62,7 +62,8 @@ def test_page_escapes_model_text_and_states_the_gate():
     assert "&lt;b&gt;p&lt;/b&gt;" in page
     assert "Failed: not promoted (over_refusal)" in page
     md = report.render_markdown(_doc())
-    assert "**Gate: failed** (over_refusal)" in md
+    assert "**Not promoted: over_refusal** (no champion to compare with)" in md
+    assert "| over_refusal | ✗ | 0.3 − 0.1 = 0.2 > 0.1 |" in md
     line = next(x for x in md.splitlines() if x.startswith("| gold reward"))
     assert line == "| gold reward (the task's ground truth) | 0.100 | 0.200 ↑ | 0.400 ↑ |"
 
@@ -133,3 +134,10 @@ def test_report_in_headless_chromium_and_rerendered_from_mlflow(project, tiny_mo
         assert again["rows"] == seen["rows"] and again["images"] == seen["images"]
     data = json.loads(Path("reports/eval/report_data.json").read_text())
     assert data["run"]["run_id"] == run_id and data["metrics"] == metrics
+
+
+def test_page_warns_when_the_judge_follows_the_order_not_the_replies():
+    doc = _doc(judge={"identity": "local:base", "tie_margin": 0.05})
+    assert "flips with the order" not in report.render_html(doc)
+    doc["per_model"]["policy"]["judge_order_disagreement_vs_sft"] = 1.0
+    assert "flips with the order of the two replies on 100% of the pairs" in report.render_html(doc)

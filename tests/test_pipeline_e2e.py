@@ -35,7 +35,7 @@ def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
 
 def make_repo(root: Path, model_dir: Path, **overrides) -> Path:
     """A git + DVC repository holding the project's code, dvc.yaml, data/raw and tiny params."""
-    for name in ("tasks", "flows", "data/raw", "data/human"):
+    for name in ("tasks", "flows", "data/raw", "data/human", "data/probes"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("dvc.yaml", ".gitignore", "data/constitution.yaml"):
         shutil.copy(REPO / name, root / name)

@@ -54,7 +54,8 @@ def test_dvc_triangle():
         # training stages take an optional multi-process launcher from the environment (README)
         assert stage["cmd"] in (f"python -m tasks.{name}", f"$ALIGNFLOW_LAUNCHER python -m tasks.{name}")
         assert (REPO / "tasks" / f"{name}.py").exists()
-        shared = {"seed", "data", "data.prompt_template", "data.constitution", "data.gold", "validate"}  # read-only, shared
+        shared = {"seed", "data", "data.prompt_template", "data.constitution", "data.gold", "validate",
+                  "pipeline.registered_model"}  # read-only, shared (evaluate: the gate reads its champion)
         own = [p for p in stage.get("params", []) if isinstance(p, str) and (p not in shared or p == name)]
         assert own == [name] and name in sections, f"{name} must list exactly its own params section"
 
@@ -81,7 +82,7 @@ def test_readme_gives_exactly_two_setup_commands():
 def test_cli_help_is_fast_and_lists_commands():
     r = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0
-    for cmd in ("run", "validate", "serve", "stages"):
+    for cmd in ("run", "validate", "serve", "stages", "compare", "report"):
         assert cmd in r.stdout
 
 

@@ -18,7 +18,6 @@ instead of being beaten or defended by numbers measured on different prompts. Mo
 
 from __future__ import annotations
 
-import html as _html
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -235,12 +234,3 @@ def markdown(decision: Decision) -> str:
     lines = [f"**{headline(decision)}** ({_versus(decision)})", "", "| check | | detail |", "|---|---|---|"]
     lines += [f"| {c.name} | {'✓' if c.passed else '✗'} | {_cell(c.detail)} |" for c in decision.checks]
     return "\n".join(lines) + "\n"
-
-
-def html(decision: Decision) -> str:
-    """An HTML section for the evaluation report."""
-    esc = _html.escape
-    rows = "".join(f"<tr><td>{esc(c.name)}</td><td>{'✓' if c.passed else '✗'}</td><td>{esc(c.detail)}</td></tr>"
-                   for c in decision.checks)
-    return (f"<h2>Promotion gate</h2>\n<p><b>{esc(headline(decision))}</b> ({esc(_versus(decision))})</p>\n"
-            f"<table><tr><th>check</th><th></th><th>detail</th></tr>{rows}</table>")

@@ -194,6 +194,11 @@ def render_html(data: dict[str, Any]) -> str:
     judge_note = (f"<p>Judge: {html.escape(judge['identity'])}; tie when |p − ½| ≤ {judge['tie_margin']}; both orders "
                   "asked and averaged. Length-controlled: the win rate a logistic fit predicts at equal length.</p>"
                   if judge.get("identity") else "")
+    flips = per_model.get("policy", {}).get("judge_order_disagreement_vs_sft")
+    if flips is not None and flips > 0.5:
+        judge_note += (f"<p class=\"fail\">The judge's preference flips with the order of the two replies on "
+                       f"{flips:.0%} of the pairs: its win rates say little about the models. Point evaluate.judge "
+                       "at a stronger model (a larger local model, or kind: openai).</p>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>alignflow evaluation {html.escape(run.get('run_id', '')[:8])}</title>
 <style>{STYLE}</style></head><body>
@@ -229,11 +234,10 @@ def render_markdown(data: dict[str, Any]) -> str:
     names = [n for n in ("base", "sft", "policy") if n in per_model]
     lines = ["# alignflow evaluation", "", f"Evaluate run `{data['run'].get('run_id', '')}`, "
              f"align.method `{data['run'].get('method')}`", ""]
-    gate = data.get("gate")
-    if gate is not None:
-        failed = [c["name"] for c in gate["checks"] if not c["passed"]]
-        lines += ["**Gate: passed, promoted to champion**" if gate["passed"] else
-                  f"**Gate: failed** ({', '.join(failed)})", ""]
+    if data.get("gate") is not None:
+        from tasks.evaluation import gate
+
+        lines += [gate.markdown(gate.Decision.from_dict(data["gate"])), ""]
     lines += ["| metric | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for _, key, what, better in metric_rows(per_model):
         vals = []
