@@ -253,6 +253,23 @@ class EvaluateParams(_Strict):
     gate: GateParams = GateParams()
 
 
+class LabelParams(_Strict):
+    """`alignflow label`: the human labelling page (tasks/labeling/). The database is working state (like the judge
+    cache); the export is the DVC-tracked preference file the pipeline reads (collect_preferences.human_file)."""
+
+    db: str = "labels/labels.sqlite"
+    export: str = "data/human/labels.jsonl"
+    queue: Literal["active", "all"] = Field("active", description="active: pairs the AI judge was least sure of "
+                                            "first (|p − 0.5| ascending); all: every pair in file order")
+    overlap: int = Field(2, ge=1, description="labellers per pair (k), for inter-annotator agreement")
+    max_pairs: int | None = Field(None, gt=0)
+    host: str = Field("127.0.0.1", description="loopback by default: expose it deliberately (--host 0.0.0.0)")
+    port: int = Field(8765, gt=0, lt=65536)
+    max_body_bytes: int = Field(16384, gt=0)
+    secret_env: str = Field("ALIGNFLOW_LABEL_SECRET", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                            description="session-signing key; when unset one is generated and kept in the db")
+
+
 class PipelineParams(_Strict):
     experiment: str = "alignflow"
     registered_model: str = "alignflow-policy"
@@ -273,6 +290,7 @@ class Params(_Strict):
     train_reward: TrainRewardParams = TrainRewardParams()
     align: AlignParams = AlignParams()
     evaluate: EvaluateParams = EvaluateParams()
+    label: LabelParams = LabelParams()
     pipeline: PipelineParams = PipelineParams()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
