@@ -7,6 +7,7 @@
     alignflow stages                                  list the stages in execution order and whether they are stale
     alignflow compare [RUN_ID ...] [--last N]         pipeline runs side by side: params that differ, metrics
     alignflow report RUN_ID [--output DIR]            re-render a run's evaluation report from MLflow
+    alignflow label import|add-labeller NAME|serve|export   human labelling page (tasks/labeling/)
 
 Heavy imports (Prefect, DVC, torch) happen inside the commands so `alignflow --help` is instant.
 """
@@ -149,6 +150,18 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(args: argparse.Namespace) -> int:
+    from tasks.common.params import ParamsError, load_params
+    from tasks.labeling.cli import run_label
+
+    try:
+        params = load_params()
+    except ParamsError as exc:
+        print(f"alignflow: {exc}", file=sys.stderr)
+        return 2
+    return run_label(params, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="alignflow", description="Preference-learning pipeline (Prefect + DVC + MLflow).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -188,6 +201,17 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_id", metavar="RUN_ID", help="the evaluate run, or the pipeline run above it")
     rep.add_argument("--output", default=None, metavar="DIR", help="default: reports/runs/<evaluate run id>")
     rep.set_defaults(fn=_report)
+
+    lab = sub.add_parser("label", help="human labelling page: import pairs, add labellers, serve, export")
+    lab_sub = lab.add_subparsers(dest="action", required=True)
+    lab_sub.add_parser("import", help="queue collect_preferences' pairs (idempotent)")
+    add = lab_sub.add_parser("add-labeller", help="register a labeller; prints the sign-in token once")
+    add.add_argument("name")
+    srv = lab_sub.add_parser("serve", help="serve the page (default params.label.host:port, loopback)")
+    srv.add_argument("--host", default=None, help="default: params.yaml label.host")
+    srv.add_argument("--port", type=int, default=None, help="default: params.yaml label.port")
+    lab_sub.add_parser("export", help="write params.label.export and print agreement metrics")
+    lab.set_defaults(fn=_label)
     return p
 
 

@@ -302,9 +302,14 @@ def _labelled(pair: dict, judgment, source: str, labeller: str, gold) -> dict:
 
 
 def _load_human(params: Params, path: Path) -> list[dict]:
-    """Human pairs as judged items: the label is the file's (p(chosen better), 1 when absent), labeller ids kept."""
+    """Human pairs as judged items, one per row: each row keeps its own label (p(chosen better), 1 when absent) and
+    labeller id. Several labellers may label the same pair (`alignflow label`, label.overlap): each vote is its own
+    item, and all votes on one prompt share a split group (prompt_id), so they never straddle train/eval."""
+    import hashlib
+    import json
+
     from tasks.common.gold import gold_scores
-    from tasks.judges.rule import HumanLabels
+    from tasks.judges.base import Judgment
     from tasks.validate import DataValidationError, load_and_validate
 
     try:
@@ -312,20 +317,26 @@ def _load_human(params: Params, path: Path) -> list[dict]:
     except DataValidationError as exc:
         raise StageError(f"collect_preferences.human_file: {exc}") from exc
     has_gold = params.data.gold != "none"
-    judge = HumanLabels(rows, name=path.name)
-    items = [(r["prompt"], r["chosen"][-1]["content"], r["rejected"][-1]["content"], None) for r in rows]
-    judgments = judge.pairwise_many(items, desc="human labels")
+    identity = f"human:{path.name}"
     out = []
-    for n, (r, (prompt, a, b, _), j) in enumerate(zip(rows, items, judgments, strict=True)):
-        pair = {"id": f"human-{r.get('id', n)}", "prompt": prompt, "a": a, "b": b}
+    for n, r in enumerate(rows):
+        a, b = r["chosen"][-1]["content"], r["rejected"][-1]["content"]
+        p = 1.0 if r.get("label") is None else float(r["label"])
+        group = hashlib.sha256(json.dumps(r["prompt"], sort_keys=True).encode()).hexdigest()[:16]
+        pair = {"id": f"human-{r.get('id', n)}", "prompt": r["prompt"], "a": a, "b": b,
+                "extra": {"prompt_id": f"human-{group}"}}
+        # A person's label needs no order swap: both "orders" are the same answer.
+        judgment = Judgment(p_a=p, p_ab=p, p_ba=1.0 - p, disagreement=0.0, position_flip=False, principle=None,
+                            judge=identity)
         gold = tuple(gold_scores([a, b])) if has_gold else None
-        out.append(_labelled(pair, j, "human", str(r.get("labeller") or judge.identity), gold))
+        out.append(_labelled(pair, judgment, "human", str(r.get("labeller") or identity), gold))
     return out
 
 
 def _human_metrics(params: Params, human: list[dict], judge, constitution) -> dict[str, float]:
     """How far the human labels agree with the gold judge, and with the AI judge when one is in play."""
     metrics: dict[str, float] = {"collect/human_pairs": len(human)}
+    metrics.update(_inter_annotator(human))
     p_human = [x["judgment"].p_a for x in human]
     if params.data.gold != "none" and human:
         gold_p = [0.5 if x["gold"][0] == x["gold"][1] else float(x["gold"][0] > x["gold"][1]) for x in human]
@@ -336,6 +347,29 @@ def _human_metrics(params: Params, human: list[dict], judge, constitution) -> di
         ai_p = [j.p_a for j in judge.pairwise_many(items, desc="AI judge on human pairs")]
         metrics["judge/agreement_human"], metrics["judge/agreement_human_pairs"] = agreement(ai_p, p_human)
     return metrics
+
+
+def _inter_annotator(human: list[dict]) -> dict[str, float]:
+    """Fleiss' κ over every pair that ≥ 2 people labelled, and the mean pairwise Cohen's κ (tasks/labeling/
+    agreement.py). A pair is its prompt and its two texts in either order; votes are a / b / tie in a fixed order."""
+    import hashlib
+    import json
+    import math
+
+    from tasks.labeling.agreement import by_item, fleiss_from_labels, mean_cohen
+
+    votes = []
+    for x in human:
+        a, b, p = x["pair"]["a"], x["pair"]["b"], x["judgment"].p_a
+        first, second = sorted((a, b))
+        key = hashlib.sha256(json.dumps([x["pair"]["prompt"], first, second]).encode()).hexdigest()
+        votes.append((key, x["labeller"], "tie" if p == 0.5 else "a" if (p > 0.5) == (a == first) else "b"))
+    items = by_item(votes)
+    cohen, rater_pairs = mean_cohen(items)
+    out = {"human/labellers": len({v[1] for v in votes}), "human/overlap_pairs": sum(len(v) >= 2 for v in items.values()),
+           "human/fleiss_kappa": fleiss_from_labels(items), "human/cohen_kappa": cohen,
+           "human/cohen_kappa_rater_pairs": rater_pairs}
+    return {k: float(v) for k, v in out.items() if not math.isnan(v)}
 
 
 def _judgment_record(x: dict) -> dict[str, Any]:

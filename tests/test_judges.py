@@ -84,8 +84,8 @@ def test_local_judge_on_the_tiny_model(tiny_model_dir, tmp_path):
     assert 0.4 <= j.p_ab <= 0.6 and 0.4 <= j.p_ba <= 0.6 and all(r is not None for r in j.reasoning)
 
 
-def test_gold_and_human_judges():
-    from tasks.judges.rule import GoldJudge, HumanLabels
+def test_gold_judge():
+    from tasks.judges.rule import GoldJudge
 
     gold = GoldJudge()
     j = gold.pairwise(PROMPT, "a wonderful , moving film", "a dull , awful mess", CONSTITUTION.get("praise"))
@@ -93,13 +93,6 @@ def test_gold_and_human_judges():
     assert gold.pairwise(PROMPT, "the film", "the movie", None).p_a == 0.5  # equal gold scores: a tie
     with pytest.raises(ValueError, match="no gold judge"):
         GoldJudge("imdb")
-
-    row = {"prompt": PROMPT, "chosen": [{"role": "assistant", "content": "x"}],
-           "rejected": [{"role": "assistant", "content": "y"}], "label": 0.75}
-    human = HumanLabels([row], name="labels.jsonl")
-    assert human.pairwise(PROMPT, "x", "y").p_a == 0.75 and human.pairwise(PROMPT, "y", "x").p_a == 0.25
-    with pytest.raises(KeyError, match="no human label"):
-        human.pairwise(PROMPT, "x", "z")
 
 
 def test_quality_signals_hand_computed():

@@ -35,8 +35,9 @@ RESULT_FORMAT = {"result_format": "COMPLETE"}
 
 
 def content_hash(record: dict[str, Any]) -> str:
-    """Same normalised content → same hash; the id and provenance (source, labeller) are not content."""
-    content = {k: v for k, v in record.items() if k not in ("id", "source", "labeller")}
+    """Same normalised content → same hash. The id and the source are not content; the labeller is, for a labelled
+    row: two people giving the same label to one pair are two votes (inter-annotator agreement), not a duplicate."""
+    content = {k: v for k, v in record.items() if k not in ("id", "source")}
     return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -1,0 +1,67 @@
+"""Export the labels to the pipeline's human preference file, and measure agreement.
+
+One row per (pair, labeller) label that is not a skip, in the internal conversational preference form:
+{"id", "prompt", "chosen", "rejected", "label", "labeller", "source": "human"}. A clear choice is label 1.0 with the
+chosen side first; a tie keeps the original a/b order with label 0.5 (collect_preferences drops exact ties from the
+reward data, but they stay in the file: they are a labeller's answer, and they count in κ). Rows are sorted by
+(pair, labeller) so an export without new labels leaves the DVC-tracked file byte-for-byte unchanged.
+
+    alignflow label export      # writes params.label.export, prints the metrics
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from tasks.common.io import write_jsonl
+from tasks.labeling.agreement import by_item, fleiss_from_labels, human_ai_agreement, mean_cohen
+from tasks.labeling.store import LabelStore
+
+
+def export_rows(store: LabelStore) -> list[dict[str, Any]]:
+    pairs = store.pairs()
+    rows = []
+    for lab in store.labels():
+        if lab.choice == "skip":
+            continue
+        p = pairs[lab.pair_id]
+        chosen, rejected = (p.b, p.a) if lab.choice == "b" else (p.a, p.b)
+        rows.append({
+            "id": f"{lab.pair_id}-{lab.labeller}", "prompt": p.prompt,
+            "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}],
+            "label": 0.5 if lab.choice == "tie" else 1.0, "labeller": lab.labeller, "source": "human",
+        })
+    return rows
+
+
+def label_metrics(store: LabelStore, min_shared: int = 5) -> dict[str, float]:
+    """human/labels, pairs, labellers, fleiss_kappa, cohen_kappa (mean over labeller pairs sharing ≥ min_shared
+    pairs), ai_agreement (+ the counts behind them). A κ or agreement that is undefined (too few shared labels) is
+    left out rather than written as NaN, which JSON and `dvc metrics` do not take."""
+    labels = store.labels()
+    items = by_item([(lab.pair_id, lab.labeller, lab.choice) for lab in labels])
+    cohen, n_cohen = mean_cohen(items, min_shared)
+    ai, n_ai = human_ai_agreement(items, {pid: p.ai_p for pid, p in store.pairs().items()})
+    metrics = {
+        "human/labels": sum(len(v) for v in items.values()),
+        "human/skips": sum(lab.choice == "skip" for lab in labels),
+        "human/pairs": len(items),
+        "human/labellers": len({r for v in items.values() for r in v}),
+        "human/overlap_pairs": sum(len(v) >= 2 for v in items.values()),
+        "human/fleiss_kappa": fleiss_from_labels(items),
+        "human/cohen_kappa": cohen,
+        "human/cohen_kappa_rater_pairs": n_cohen,
+        "human/ai_agreement": ai,
+        "human/ai_agreement_pairs": n_ai,
+    }
+    return {k: float(v) for k, v in metrics.items() if not math.isnan(v)}
+
+
+def export(store: LabelStore, path: str | Path) -> dict[str, float]:
+    """Write the preference file atomically; returns the metrics."""
+    rows = export_rows(store)
+    write_jsonl(path, rows)
+    return label_metrics(store)

@@ -1,0 +1,188 @@
+"""The labelling page: FastAPI, server-rendered Jinja2 templates and one small inline script (keys 1-4).
+
+Security, in the order a request meets it:
+- bodies above params.label.max_body_bytes are refused with 413 before any handler reads them (BodyLimit);
+- every write needs a valid session: a cookie signed with itsdangerous (HttpOnly, SameSite=Strict, 12 h), made by
+  POST /login from a labeller's token (the store keeps only its sha256);
+- every form carries a CSRF token: per session in the signed cookie (the label form), or a signed double-submit
+  cookie for the sign-in form; a missing or wrong one is 403;
+- prompts and model outputs are text, never markup: Jinja2 autoescape, and a Content-Security-Policy that lets only
+  the page's own nonce-tagged script run, so even an escaping mistake would not execute a completion's <script>;
+- the server binds to params.label.host (loopback by default).
+
+Forms are parsed here (urlencoded, at most a few fields) rather than with FastAPI's Form(), which needs
+python-multipart — not a dependency of this project.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from jinja2 import Environment, FileSystemLoader
+from starlette.concurrency import run_in_threadpool
+
+from tasks.common.params import Params
+from tasks.labeling.queue import next_pair, progress
+from tasks.labeling.store import LabelError, LabelStore
+
+SESSION, LOGIN = "af_session", "af_login"
+SESSION_S = 12 * 3600
+FORM = "application/x-www-form-urlencoded"
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body over `max_bytes`, by Content-Length or, for a chunked body, by
+    counting as it is read."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await _too_large(scope, receive, send)
+        seen = 0
+
+        async def limited():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.max_bytes:
+                raise BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except BodyTooLarge:
+            await _too_large(scope, receive, send)
+
+
+async def _too_large(scope, receive, send):
+    await Response("request body too large", status_code=413, media_type="text/plain")(scope, receive, send)
+
+
+def create_app(params: Params, store: LabelStore | None = None) -> FastAPI:
+    cfg = params.label
+    store = store if store is not None else LabelStore(cfg.db)
+    signer = URLSafeTimedSerializer(store.secret(cfg.secret_env), salt="alignflow-label")
+    env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
+    app = FastAPI(title="alignflow label", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    app.state.store = store
+
+    def page(template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
+        nonce = secrets.token_urlsafe(12)
+        response = HTMLResponse(env.get_template(template).render(csp_nonce=nonce, **ctx), status_code=status)
+        response.headers.update({
+            "Content-Security-Policy": f"default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' "
+                                       "'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            "X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+            "Cache-Control": "no-store",
+        })
+        return response
+
+    def session(request: Request) -> dict | None:
+        try:
+            data = signer.loads(request.cookies.get(SESSION, ""), max_age=SESSION_S)
+        except BadSignature:
+            return None
+        return data if store.labeller_exists(data.get("user", "")) else None
+
+    async def form(request: Request) -> dict[str, str] | None:
+        """The urlencoded body as {field: first value}; None for another content type."""
+        if request.headers.get("content-type", "").split(";")[0].strip() != FORM:
+            return None
+        body = (await request.body()).decode("utf-8", errors="replace")
+        return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True, max_num_fields=16).items()}
+
+    def login_page(status: int = 200, error: str = "") -> HTMLResponse:
+        token = secrets.token_urlsafe(18)
+        response = page("login.html", status, csrf=token, error=error)
+        response.set_cookie(LOGIN, signer.dumps(token, salt="login"), max_age=3600, httponly=True, samesite="strict")
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/")
+    def index(request: Request) -> Response:
+        return RedirectResponse("/label", 303) if session(request) else login_page()
+
+    @app.post("/login")
+    async def login(request: Request) -> Response:
+        fields = await form(request)
+        if fields is None:
+            return login_page(415, "send the sign-in form")
+        try:
+            expected = signer.loads(request.cookies.get(LOGIN, ""), salt="login", max_age=3600)
+        except BadSignature:
+            expected = None
+        if not expected or not secrets.compare_digest(fields.get("csrf", ""), expected):
+            return login_page(403, "the form expired: sign in again")
+        user = await run_in_threadpool(store.authenticate, fields.get("token", "").strip())
+        if user is None:
+            return login_page(401, "unknown token")
+        response = RedirectResponse("/label", 303)
+        response.set_cookie(SESSION, signer.dumps({"user": user, "csrf": secrets.token_urlsafe(18)}),
+                            max_age=SESSION_S, httponly=True, samesite="strict")
+        response.delete_cookie(LOGIN)
+        return response
+
+    @app.post("/logout")
+    async def logout(request: Request) -> Response:
+        s, fields = session(request), await form(request) or {}
+        if s is None or not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
+            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        response = RedirectResponse("/", 303)
+        response.delete_cookie(SESSION)
+        return response
+
+    @app.get("/label")
+    def label_page(request: Request) -> Response:
+        s = session(request)
+        if s is None:
+            return RedirectResponse("/", 303)
+        assignment = next_pair(store, s["user"], cfg.overlap, cfg.queue)
+        counts = progress(store, s["user"], cfg.overlap)
+        if assignment is None:
+            return page("message.html", title="All done", message=f"Nothing left to label — thank you, {s['user']}.",
+                        user=s["user"], csrf=s["csrf"], progress=counts)
+        first, second = assignment.shown
+        return page("label.html", user=s["user"], csrf=s["csrf"], nonce=assignment.nonce,
+                    prompt=assignment.pair.prompt, first=first, second=second, progress=counts)
+
+    @app.post("/label")
+    async def submit(request: Request) -> Response:
+        s = session(request)
+        if s is None:
+            return page("message.html", 401, title="Not signed in", message="Sign in first.")
+        fields = await form(request)
+        if fields is None:
+            return page("message.html", 415, title="Unsupported", message="send the label form")
+        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
+            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        try:
+            await run_in_threadpool(store.submit, s["user"], fields.get("nonce", ""), fields.get("choice", ""),
+                                    fields.get("comment", ""))
+        except LabelError as exc:
+            return page("message.html", 409, title="Not saved", message=str(exc), user=s["user"], csrf=s["csrf"])
+        return RedirectResponse("/label", 303)
+
+    @app.exception_handler(404)
+    async def not_found(request: Request, exc) -> Response:
+        return JSONResponse({"detail": "not found"}, status_code=404)
+
+    return app
