@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     srv = lab_sub.add_parser("serve", help="serve the page (default params.label.host:port, loopback)")
     srv.add_argument("--host", default=None, help="default: params.yaml label.host")
     srv.add_argument("--port", type=int, default=None, help="default: params.yaml label.port")
-    lab_sub.add_parser("export", help="write params.label.export and print agreement metrics")
+    srv.add_argument("--chat-model", default=None, help="serve this model dir on /chat instead of the MLflow champion")
+    lab_sub.add_parser("export", help="write params.label.export (+ data/human/feedback.jsonl) and print agreement")
     lab.set_defaults(fn=_label)
     return p
 

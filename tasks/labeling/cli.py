@@ -35,11 +35,14 @@ def run_label(params: Params, args: argparse.Namespace) -> int:
         print(json.dumps(counts, indent=2))
         return 0
     if args.action == "export":
-        from tasks.labeling.export import export
+        from tasks.labeling.export import FEEDBACK_EXPORT, export, export_feedback
 
         metrics = export(store, cfg.export)
-        print(json.dumps(metrics, indent=2, sort_keys=True))
+        feedback = export_feedback(store, FEEDBACK_EXPORT)
+        print(json.dumps(metrics | feedback, indent=2, sort_keys=True))
         print(f"wrote {Path(cfg.export)} ({metrics.get('human/labels', 0):.0f} labels)")
+        voted = feedback["feedback/up"] + feedback["feedback/down"]
+        print(f"wrote {Path(FEEDBACK_EXPORT)} ({voted:.0f} rated replies)")
         return 0
     if args.action == "serve":
         import uvicorn
@@ -50,7 +53,9 @@ def run_label(params: Params, args: argparse.Namespace) -> int:
         if host not in ("127.0.0.1", "localhost", "::1"):
             print(f"alignflow label: serving on {host}, reachable from other machines; the cookies are not marked "
                   "Secure, so put it behind HTTPS", file=sys.stderr)
-        print(f"labelling page on http://{host}:{port}/ (Ctrl-C to stop)")
-        uvicorn.run(create_app(params, store), host=host, port=port, log_level="info")
+        print(f"labelling page on http://{host}:{port}/, chat on /chat (Ctrl-C to stop)")
+        # --chat-model DIR serves a local model on /chat instead of the MLflow champion (an older parser lacks it)
+        chat_model = getattr(args, "chat_model", None)
+        uvicorn.run(create_app(params, store, chat_model=chat_model), host=host, port=port, log_level="info")
         return 0
     raise ValueError(f"unknown label action {args.action!r}")

@@ -6,11 +6,18 @@ chosen side first; a tie keeps the original a/b order with label 0.5 (collect_pr
 reward data, but they stay in the file: they are a labeller's answer, and they count in κ). Rows are sorted by
 (pair, labeller) so an export without new labels leaves the DVC-tracked file byte-for-byte unchanged.
 
-    alignflow label export      # writes params.label.export, prints the metrics
+The chat page's thumbs up/down go to a second file in the project's unpaired (KTO) form, one row per voted reply:
+{"id", "prompt": the conversation the model saw, "completion": [the reply], "label": up, "labeller",
+"model_version", "source": "feedback"}. Replies nobody voted on are not data. Repeated identical rows (one labeller
+giving the same vote to the same greedy reply of the same prompt twice) are kept once, since the validate stage
+would flag the copy as a duplicate.
+
+    alignflow label export      # writes params.label.export and data/human/feedback.jsonl, prints the metrics
 """
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -18,6 +25,8 @@ from typing import Any
 from tasks.common.io import write_jsonl
 from tasks.labeling.agreement import by_item, fleiss_from_labels, human_ai_agreement, mean_cohen
 from tasks.labeling.store import LabelStore
+
+FEEDBACK_EXPORT = "data/human/feedback.jsonl"
 
 
 def export_rows(store: LabelStore) -> list[dict[str, Any]]:
@@ -65,3 +74,30 @@ def export(store: LabelStore, path: str | Path) -> dict[str, float]:
     rows = export_rows(store)
     write_jsonl(path, rows)
     return label_metrics(store)
+
+
+def feedback_rows(store: LabelStore) -> list[dict[str, Any]]:
+    rows, seen = [], set()
+    for fb in store.feedback_rows(voted_only=True):
+        key = (fb.labeller, json.dumps(fb.conversation, sort_keys=True), fb.response, fb.up)
+        if key in seen:
+            continue
+        seen.add(key)
+        rows.append({
+            "id": f"feedback-{fb.id:06d}", "prompt": fb.conversation,
+            "completion": [{"role": "assistant", "content": fb.response}], "label": bool(fb.up),
+            "labeller": fb.labeller, "model_version": fb.model_version, "source": "feedback",
+        })
+    return rows
+
+
+def export_feedback(store: LabelStore, path: str | Path = FEEDBACK_EXPORT) -> dict[str, float]:
+    """Write the KTO feedback file atomically; returns feedback/responses (replies made), up, down and up_rate
+    (left out while there is no vote)."""
+    rows = feedback_rows(store)
+    write_jsonl(path, rows)
+    up = sum(r["label"] for r in rows)
+    metrics = {"feedback/responses": len(store.feedback_rows()), "feedback/up": up, "feedback/down": len(rows) - up}
+    if rows:
+        metrics["feedback/up_rate"] = up / len(rows)
+    return {k: float(v) for k, v in metrics.items()}

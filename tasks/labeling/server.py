@@ -1,4 +1,11 @@
-"""The labelling page: FastAPI, server-rendered Jinja2 templates and one small inline script (keys 1-4).
+"""The labelling page and the live-feedback chat page: FastAPI, server-rendered Jinja2 templates and one small inline
+script (keys 1-4).
+
+/chat serves the MLflow `champion` (tasks/labeling/champion.py; loaded once, on the first message, so the
+labelling page starts without a model) and records each reply (tasks/labeling/store.py `feedback`); 👍 / 👎 sets its
+label once. A follow-up message names the reply it continues (`parent`, a nonce of the labeller's own reply): the
+conversation is rebuilt from the store, never from what the browser sends back. Restart the server to pick up a new
+champion.
 
 Security, in the order a request meets it:
 - bodies above params.label.max_body_bytes are refused with 413 before any handler reads them (BodyLimit);
@@ -17,9 +24,10 @@ python-multipart — not a dependency of this project.
 from __future__ import annotations
 
 import secrets
+import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -28,12 +36,17 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.concurrency import run_in_threadpool
 
 from tasks.common.params import Params
+from tasks.common.stage import StageError
 from tasks.labeling.queue import next_pair, progress
 from tasks.labeling.store import LabelError, LabelStore
 
 SESSION, LOGIN = "af_session", "af_login"
 SESSION_S = 12 * 3600
 FORM = "application/x-www-form-urlencoded"
+CHAT_MAX_NEW_TOKENS = 128
+CHAT_TEMPERATURE = 0.0  # greedy: the feedback is on what the champion most likely says
+CHAT_MAX_MESSAGES = 7  # the new user turn and the last three exchanges before it: a bounded prompt
+MAX_MESSAGE_CHARS = 2000
 
 
 class BodyTooLarge(Exception):
@@ -73,7 +86,30 @@ async def _too_large(scope, receive, send):
     await Response("request body too large", status_code=413, media_type="text/plain")(scope, receive, send)
 
 
-def create_app(params: Params, store: LabelStore | None = None) -> FastAPI:
+class ChatModel:
+    """The served model, loaded on first use; one generation at a time (a model's memory and CPU are not shared)."""
+
+    def __init__(self, params: Params, model_dir: str | Path | None):
+        self.params, self.model_dir = params, model_dir
+        self.lock = threading.Lock()
+        self.loaded: tuple[Any, Any, str] | None = None
+
+    def reply(self, conversation: list[dict[str, str]]) -> tuple[str, str]:
+        """(response text, model version)."""
+        from tasks.common.modeling import generate
+        from tasks.labeling.champion import load_champion
+
+        with self.lock:
+            if self.loaded is None:
+                self.loaded = load_champion(self.params, self.model_dir)
+            model, tokenizer, version = self.loaded
+            out = generate(model, tokenizer, [conversation], max_new_tokens=CHAT_MAX_NEW_TOKENS,
+                           temperature=CHAT_TEMPERATURE, batch_size=1, desc="chat")
+        return out[0][0]["text"], version
+
+
+def create_app(params: Params, store: LabelStore | None = None, chat_model: str | Path | None = None) -> FastAPI:
+    """`chat_model`: serve this model dir on /chat instead of the MLflow champion (tests, a local model)."""
     cfg = params.label
     store = store if store is not None else LabelStore(cfg.db)
     signer = URLSafeTimedSerializer(store.secret(cfg.secret_env), salt="alignflow-label")
@@ -81,6 +117,7 @@ def create_app(params: Params, store: LabelStore | None = None) -> FastAPI:
     app = FastAPI(title="alignflow label", docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
     app.state.store = store
+    app.state.chat = ChatModel(params, chat_model)
 
     def page(template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
         nonce = secrets.token_urlsafe(12)
@@ -180,6 +217,66 @@ def create_app(params: Params, store: LabelStore | None = None) -> FastAPI:
         except LabelError as exc:
             return page("message.html", 409, title="Not saved", message=str(exc), user=s["user"], csrf=s["csrf"])
         return RedirectResponse("/label", 303)
+
+    @app.get("/chat")
+    def chat_page(request: Request, at: str = "") -> Response:
+        s = session(request)
+        if s is None:
+            return RedirectResponse("/", 303)
+        fb = store.response(s["user"], at) if at else None
+        if at and fb is None:
+            return page("message.html", 404, title="Not found", message="unknown response", user=s["user"],
+                        csrf=s["csrf"])
+        return page("chat.html", user=s["user"], csrf=s["csrf"], fb=fb)
+
+    @app.post("/chat")
+    async def chat(request: Request) -> Response:
+        s = session(request)
+        if s is None:
+            return page("message.html", 401, title="Not signed in", message="Sign in first.")
+        fields = await form(request)
+        if fields is None:
+            return page("message.html", 415, title="Unsupported", message="send the chat form")
+        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
+            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        text = fields.get("message", "").strip()[:MAX_MESSAGE_CHARS]
+        if not text:
+            return RedirectResponse(f"/chat?at={quote(fields['parent'])}" if fields.get("parent") else "/chat", 303)
+        history: list[dict[str, str]] = []
+        if fields.get("parent"):
+            parent = await run_in_threadpool(store.response, s["user"], fields["parent"])
+            if parent is None:
+                return page("message.html", 409, title="Not sent", message="unknown response", user=s["user"],
+                            csrf=s["csrf"])
+            history = parent.conversation + [{"role": "assistant", "content": parent.response}]
+        conversation = (history + [{"role": "user", "content": text}])[-CHAT_MAX_MESSAGES:]
+        try:
+            response, version = await run_in_threadpool(app.state.chat.reply, conversation)
+        except StageError as exc:  # no champion, or its chain is not here
+            return page("message.html", 503, title="No model to chat with", message=str(exc), user=s["user"],
+                        csrf=s["csrf"])
+        nonce = await run_in_threadpool(store.add_response, s["user"], conversation, response, version)
+        return RedirectResponse(f"/chat?at={nonce}", 303)
+
+    @app.post("/feedback")
+    async def feedback(request: Request) -> Response:
+        s = session(request)
+        if s is None:
+            return page("message.html", 401, title="Not signed in", message="Sign in first.")
+        fields = await form(request)
+        if fields is None:
+            return page("message.html", 415, title="Unsupported", message="send the feedback form")
+        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
+            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        vote = fields.get("vote", "")
+        if vote not in ("up", "down"):
+            return page("message.html", 400, title="Not saved", message="vote must be up or down", user=s["user"],
+                        csrf=s["csrf"])
+        try:
+            fb = await run_in_threadpool(store.give_feedback, s["user"], fields.get("nonce", ""), vote == "up")
+        except LabelError as exc:
+            return page("message.html", 409, title="Not saved", message=str(exc), user=s["user"], csrf=s["csrf"])
+        return RedirectResponse(f"/chat?at={fb.nonce}", 303)
 
     @app.exception_handler(404)
     async def not_found(request: Request, exc) -> Response:

@@ -5,6 +5,10 @@ A connection per operation (not per store) so the store can be shared by the ser
 processes on the same file; SQLite serialises the writers (`BEGIN IMMEDIATE` takes the write lock up front, so a
 read-then-write cannot be overtaken by another writer).
 
+Live feedback (the chat page): each reply of the served model is a `feedback` row (the conversation the model saw,
+its response, the model version) with a nonce; the labeller's thumbs up/down is set on that row once. The same vote
+again is a no-op, another vote is refused: a vote is an answer, not a toggle.
+
 Idempotence: the nonce of an assignment is the nonce of its label. Re-submitting it returns the stored label (a
 double click, a resent form, a retry after a dropped connection); a labeller gets one assignment per pair, so a
 second, different label for the same pair cannot be made.
@@ -20,7 +24,7 @@ import re
 import secrets
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +49,10 @@ CREATE TABLE IF NOT EXISTS labels (
     choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'skip')), swapped INTEGER NOT NULL,
     comment TEXT NOT NULL DEFAULT '', nonce TEXT NOT NULL UNIQUE, created TEXT NOT NULL,
     UNIQUE (pair_id, labeller));
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY, labeller TEXT NOT NULL REFERENCES labellers(name), conversation TEXT NOT NULL,
+    response TEXT NOT NULL, up INTEGER CHECK (up IN (0, 1)), model_version TEXT NOT NULL,
+    nonce TEXT NOT NULL UNIQUE, created TEXT NOT NULL, voted TEXT);
 """
 
 
@@ -102,6 +110,21 @@ def hash_token(token: str) -> str:
 
 def now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A model reply shown on the chat page; `up` is None until the labeller votes (`voted` is then set)."""
+
+    id: int
+    labeller: str
+    conversation: list[dict[str, str]]  # the messages up to and including the user turn the model answered
+    response: str
+    up: bool | None
+    model_version: str
+    nonce: str
+    created: str
+    voted: str | None
 
 
 class LabelStore:
@@ -235,6 +258,52 @@ class LabelStore:
             row = conn.execute("SELECT COUNT(*), SUM(choice != 'skip') FROM labels WHERE labeller = ?",
                                (labeller,)).fetchone()
         return {"submitted": row[0], "labelled": row[1] or 0}
+
+    # Live feedback -----------------------------------------------------------------------------------------------
+
+    def add_response(self, labeller: str, conversation: list[dict[str, str]], response: str,
+                     model_version: str) -> str:
+        """Record a reply shown to `labeller`; returns its nonce (what the thumbs form sends back)."""
+        nonce = secrets.token_urlsafe(18)
+        with self.transaction() as conn:
+            conn.execute("INSERT INTO feedback (labeller, conversation, response, model_version, nonce, created) "
+                         "VALUES (?, ?, ?, ?, ?, ?)",
+                         (labeller, json.dumps(conversation, ensure_ascii=False), response, model_version, nonce,
+                          now()))
+        return nonce
+
+    def response(self, labeller: str, nonce: str) -> Feedback | None:
+        """The reply `nonce` if it was shown to `labeller` (another labeller's nonce reads as unknown)."""
+        with self.connect() as conn:
+            row = conn.execute("SELECT * FROM feedback WHERE nonce = ? AND labeller = ?", (nonce, labeller)).fetchone()
+        return _feedback(row) if row else None
+
+    def give_feedback(self, labeller: str, nonce: str, up: bool) -> Feedback:
+        """Set the thumbs of reply `nonce`: the same vote again returns the stored row, another vote is refused."""
+        with self.transaction() as conn:
+            row = conn.execute("SELECT * FROM feedback WHERE nonce = ? AND labeller = ?", (nonce, labeller)).fetchone()
+            if row is None:
+                raise LabelError("unknown response")
+            if row["up"] is not None:
+                if bool(row["up"]) != up:
+                    raise LabelError(f"this response already has a thumbs {'up' if row['up'] else 'down'} from "
+                                     f"{labeller}")
+                return _feedback(row)
+            voted = now()
+            conn.execute("UPDATE feedback SET up = ?, voted = ? WHERE id = ?", (int(up), voted, row["id"]))
+        return replace(_feedback(row), up=up, voted=voted)
+
+    def feedback_rows(self, voted_only: bool = False) -> list[Feedback]:
+        """Every reply in the order it was made (with `voted_only`, those that have a vote)."""
+        where = " WHERE up IS NOT NULL" if voted_only else ""
+        with self.connect() as conn:
+            return [_feedback(r) for r in conn.execute(f"SELECT * FROM feedback{where} ORDER BY id")]
+
+
+def _feedback(r: sqlite3.Row) -> Feedback:
+    return Feedback(r["id"], r["labeller"], json.loads(r["conversation"]), r["response"],
+                    None if r["up"] is None else bool(r["up"]), r["model_version"], r["nonce"], r["created"],
+                    r["voted"])
 
 
 def _original(shown: str, swapped: bool) -> str:
