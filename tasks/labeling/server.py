@@ -144,6 +144,19 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
         body = (await request.body()).decode("utf-8", errors="replace")
         return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True, max_num_fields=16).items()}
 
+    async def signed_form(request: Request, what: str) -> tuple[dict, dict[str, str]] | Response:
+        """The signed-in user's session and form fields, or the refusal: 401 without a session, 415 for another
+        body type, 403 without the session's CSRF token. Every write endpoint goes through here."""
+        s = session(request)
+        if s is None:
+            return page("message.html", 401, title="Not signed in", message="Sign in first.")
+        fields = await form(request)
+        if fields is None:
+            return page("message.html", 415, title="Unsupported", message=f"send the {what} form")
+        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
+            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        return s, fields
+
     def login_page(status: int = 200, error: str = "") -> HTMLResponse:
         token = secrets.token_urlsafe(18)
         response = page("login.html", status, csrf=token, error=error)
@@ -203,14 +216,10 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
 
     @app.post("/label")
     async def submit(request: Request) -> Response:
-        s = session(request)
-        if s is None:
-            return page("message.html", 401, title="Not signed in", message="Sign in first.")
-        fields = await form(request)
-        if fields is None:
-            return page("message.html", 415, title="Unsupported", message="send the label form")
-        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
-            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        checked = await signed_form(request, "label")
+        if isinstance(checked, Response):
+            return checked
+        s, fields = checked
         try:
             await run_in_threadpool(store.submit, s["user"], fields.get("nonce", ""), fields.get("choice", ""),
                                     fields.get("comment", ""))
@@ -231,14 +240,10 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
 
     @app.post("/chat")
     async def chat(request: Request) -> Response:
-        s = session(request)
-        if s is None:
-            return page("message.html", 401, title="Not signed in", message="Sign in first.")
-        fields = await form(request)
-        if fields is None:
-            return page("message.html", 415, title="Unsupported", message="send the chat form")
-        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
-            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        checked = await signed_form(request, "chat")
+        if isinstance(checked, Response):
+            return checked
+        s, fields = checked
         text = fields.get("message", "").strip()[:MAX_MESSAGE_CHARS]
         if not text:
             return RedirectResponse(f"/chat?at={quote(fields['parent'])}" if fields.get("parent") else "/chat", 303)
@@ -260,14 +265,10 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
 
     @app.post("/feedback")
     async def feedback(request: Request) -> Response:
-        s = session(request)
-        if s is None:
-            return page("message.html", 401, title="Not signed in", message="Sign in first.")
-        fields = await form(request)
-        if fields is None:
-            return page("message.html", 415, title="Unsupported", message="send the feedback form")
-        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
-            return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
+        checked = await signed_form(request, "feedback")
+        if isinstance(checked, Response):
+            return checked
+        s, fields = checked
         vote = fields.get("vote", "")
         if vote not in ("up", "down"):
             return page("message.html", 400, title="Not saved", message="vote must be up or down", user=s["user"],
