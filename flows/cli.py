@@ -3,7 +3,8 @@
     alignflow run [--stage NAME ...]                  run the pipeline through Prefect (skips up-to-date stages)
     alignflow validate --kind preference FILE ...     check data files; exit 1 with file/row/field/rule on bad data
     alignflow validate --kind constitution FILE       check a constitution (principles, few-shot examples)
-    alignflow serve                                   serve the pipeline on the cron schedule from params.yaml
+    alignflow serve [--online]                        serve the pipeline (or the online loop) on its cron schedule
+    alignflow online                                  one iteration of the online preference loop now
     alignflow stages                                  list the stages in execution order and whether they are stale
     alignflow compare [RUN_ID ...] [--last N]         pipeline runs side by side: params that differ, metrics
     alignflow report RUN_ID [--output DIR]            re-render a run's evaluation report from MLflow
@@ -84,9 +85,27 @@ def _serve(args: argparse.Namespace) -> int:
     from flows.pipeline import scheduled_deployment
     from tasks.common.params import load_params
 
-    deployment = scheduled_deployment(args.cron or load_params().pipeline.cron)
+    if args.online:
+        from flows.online import online_deployment
+
+        deployment = online_deployment(args.cron or load_params().online.cron)
+    else:
+        deployment = scheduled_deployment(args.cron or load_params().pipeline.cron)
     print(f"serving {deployment.name} on cron '{deployment.schedules[0].schedule.cron}' (Ctrl-C to stop)")
     serve(deployment)
+    return 0
+
+
+def _online(args: argparse.Namespace) -> int:
+    from flows.online import OnlineLoopError, online_flow
+
+    try:
+        result = online_flow()
+    except OnlineLoopError as exc:
+        print(f"alignflow online: {exc}", file=sys.stderr)
+        return 2
+    result.pop("pipeline", None)
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -179,7 +198,11 @@ def build_parser() -> argparse.ArgumentParser:
     val.set_defaults(fn=_validate)
 
     serve = sub.add_parser("serve", help="serve the pipeline as a cron-scheduled Prefect deployment")
-    serve.add_argument("--cron", default=None, help="override params.yaml pipeline.cron")
+    serve.add_argument("--cron", default=None, help="override params.yaml pipeline.cron (online.cron with --online)")
+    serve.add_argument("--online", action="store_true", help="serve the online preference loop instead")
+
+    onl = sub.add_parser("online", help="one iteration of the online preference loop now")
+    onl.set_defaults(fn=_online)
     serve.set_defaults(fn=_serve)
 
     stages = sub.add_parser("stages", help="list stages in execution order and whether each is stale")

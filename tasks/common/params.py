@@ -270,6 +270,16 @@ class LabelParams(_Strict):
                             description="session-signing key; when unset one is generated and kept in the db")
 
 
+class OnlineParams(_Strict):
+    """The online preference loop (flows/online.py): on each cron tick, export the labelling page's labels and
+    feedback, and re-run the pipeline once at least `min_new` new rows have arrived."""
+
+    cron: str = "0 * * * *"
+    min_new: int = Field(20, ge=1, description="new labels + rated replies needed to retrain")
+    feedback_export: str = "data/human/feedback.jsonl"
+    state: str = "labels/online_state.json"
+
+
 class PipelineParams(_Strict):
     experiment: str = "alignflow"
     registered_model: str = "alignflow-policy"
@@ -291,6 +301,7 @@ class Params(_Strict):
     align: AlignParams = AlignParams()
     evaluate: EvaluateParams = EvaluateParams()
     label: LabelParams = LabelParams()
+    online: OnlineParams = OnlineParams()
     pipeline: PipelineParams = PipelineParams()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

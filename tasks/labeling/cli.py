@@ -35,14 +35,14 @@ def run_label(params: Params, args: argparse.Namespace) -> int:
         print(json.dumps(counts, indent=2))
         return 0
     if args.action == "export":
-        from tasks.labeling.export import FEEDBACK_EXPORT, export, export_feedback
+        from tasks.labeling.export import export, export_feedback
 
         metrics = export(store, cfg.export)
-        feedback = export_feedback(store, FEEDBACK_EXPORT)
+        feedback = export_feedback(store, params.online.feedback_export)
         print(json.dumps(metrics | feedback, indent=2, sort_keys=True))
         print(f"wrote {Path(cfg.export)} ({metrics.get('human/labels', 0):.0f} labels)")
         voted = feedback["feedback/up"] + feedback["feedback/down"]
-        print(f"wrote {Path(FEEDBACK_EXPORT)} ({voted:.0f} rated replies)")
+        print(f"wrote {params.online.feedback_export} ({voted:.0f} rated replies)")
         return 0
     if args.action == "serve":
         import uvicorn
