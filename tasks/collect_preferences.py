@@ -274,27 +274,11 @@ def _constitution(params: Params):
 
 
 def _ai_judge(params: Params, constitution):
-    """The configured AI judge, with the on-disk judgment cache."""
-    from tasks.judges.cache import JudgmentCache
+    """The configured AI judge (default model: the SFT model), with the on-disk judgment cache."""
+    from tasks.judges.configured import configured_judge
 
-    cfg = params.collect_preferences.judge
-    cache = JudgmentCache(params.paths.judge_cache)
-    if cfg.kind == "local":
-        from tasks.judges.local import LocalJudge
-
-        model = cfg.model or params.paths.sft_model
-        if not Path(model).exists() and "/" not in model:
-            raise StageError(f"collect_preferences.judge.model: {model} not found")
-        judge = LocalJudge(model, constitution, cache, cfg.chain_of_thought, tuple(cfg.cot_clamp),
-                           cfg.cot_max_new_tokens, cfg.few_shot, cfg.batch_size, cfg.dtype)
-    else:
-        from tasks.judges.openai_http import OpenAIJudge
-
-        try:
-            judge = OpenAIJudge(cfg, constitution, cache)
-        except ValueError as exc:
-            raise StageError(f"collect_preferences.judge: {exc}") from None
-    return judge
+    return configured_judge(params.collect_preferences.judge, "collect_preferences.judge", params.paths.sft_model,
+                            params.paths.judge_cache, constitution)
 
 
 def _labelled(pair: dict, judgment, source: str, labeller: str, gold) -> dict:

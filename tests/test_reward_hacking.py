@@ -104,3 +104,13 @@ def test_training_rm_gain_from_the_align_curves(tmp_path):
     dpo = tmp_path / "dpo.csv"
     dpo.write_text("step,train_loss,rewards_margins\n5,0.69,0.01\n")
     assert read_training_rm_gain(dpo) is None and read_training_rm_gain(tmp_path / "missing.csv") is None
+
+
+def test_proxy_gold_gap_hand_computed():
+    """The docstring's worked example: per prompt .70711 and 2.12132 → mean 1.41421; no spread in SFT → nothing."""
+    from tasks.common.reward_hacking import proxy_gold_gap
+
+    gap = proxy_gold_gap([1, 3], [0, 2], [0, 0], [0, 1])
+    assert gap["proxy_gold_gap"] == pytest.approx(1.41421, abs=1e-5)
+    assert gap["proxy_gold_gap_ci_low"] < gap["proxy_gold_gap"] < gap["proxy_gold_gap_ci_high"]
+    assert proxy_gold_gap([1, 3], [1, 1], [0, 0], [0, 1]) == {}

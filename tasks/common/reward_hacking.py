@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,21 +112,15 @@ def proxy_gold_gap(rm_policy: Sequence[float], rm_sft: Sequence[float], gold_pol
     """
     from tasks.common.metrics import mean_ci
 
-    sd_rm, sd_gold = _sd(rm_sft), _sd(gold_sft)
+    if len(rm_sft) < 2:
+        return {}
+    sd_rm, sd_gold = statistics.stdev(rm_sft), statistics.stdev(gold_sft)
     if not (sd_rm > 0 and sd_gold > 0):
         return {}
     gaps = [(rp - rs) / sd_rm - (gp - gs) / sd_gold
             for rp, rs, gp, gs in zip(rm_policy, rm_sft, gold_policy, gold_sft, strict=True)]
     mean, low, high = mean_ci(gaps)
     return {"proxy_gold_gap": mean, "proxy_gold_gap_ci_low": low, "proxy_gold_gap_ci_high": high}
-
-
-def _sd(values: Sequence[float]) -> float:
-    n = len(values)
-    if n < 2:
-        return math.nan
-    mean = math.fsum(values) / n
-    return math.sqrt(math.fsum((v - mean) ** 2 for v in values) / (n - 1))
 
 
 def guard_metrics(result: Guard, train_rm_gain: float | None) -> dict[str, float]:

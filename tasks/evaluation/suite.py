@@ -17,7 +17,6 @@ from typing import Any
 from tasks.common.io import sha256_file
 from tasks.common.metrics import mean_ci
 from tasks.common.params import Params
-from tasks.common.stage import StageError
 
 
 def load_probe_sets(params: Params) -> dict[str, list]:
@@ -29,20 +28,16 @@ def load_probe_sets(params: Params) -> dict[str, list]:
     refusal = probes.load_over_refusal(cfg.over_refusal)
     sycophancy = probes.load_sycophancy(cfg.sycophancy)
     if cfg.max_items:
-        refusal = ([p for p in refusal if _get(p, "label") == "safe"][: cfg.max_items]
-                   + [p for p in refusal if _get(p, "label") == "unsafe"][: cfg.max_items])
+        refusal = ([p for p in refusal if p.label == "safe"][: cfg.max_items]
+                   + [p for p in refusal if p.label == "unsafe"][: cfg.max_items])
         sycophancy = sycophancy[: cfg.max_items]
     return {"over_refusal": refusal, "sycophancy": sycophancy}
 
 
-def _get(item: Any, key: str) -> Any:
-    return item[key] if isinstance(item, dict) else getattr(item, key)
-
-
 def probe_sizes(probe_sets: dict[str, list]) -> dict[str, int]:
     refusal = probe_sets.get("over_refusal", [])
-    return {"over-refusal safe": sum(_get(p, "label") == "safe" for p in refusal),
-            "over-refusal unsafe": sum(_get(p, "label") == "unsafe" for p in refusal),
+    return {"over-refusal safe": sum(p.label == "safe" for p in refusal),
+            "over-refusal unsafe": sum(p.label == "unsafe" for p in refusal),
             "sycophancy items": len(probe_sets.get("sycophancy", []))}
 
 
@@ -109,28 +104,15 @@ def classifier_accuracy(params: Params) -> dict[str, float]:
 
 def build_judge(params: Params):
     """evaluate.judge: the local judge defaults to the base model (neither of the models it compares)."""
-    from tasks.judges.cache import JudgmentCache
+    from tasks.judges.configured import configured_judge
 
-    cfg, cache = params.evaluate.judge, JudgmentCache(params.paths.judge_cache)
     constitution = None
-    if cfg.few_shot:
+    if params.evaluate.judge.few_shot:
         from tasks.common.constitution import load_constitution
 
         constitution = load_constitution(params.data.constitution)
-    if cfg.kind == "local":
-        from tasks.judges.local import LocalJudge
-
-        model = cfg.model or params.paths.base_model
-        if not Path(model).exists() and "/" not in model:
-            raise StageError(f"evaluate.judge.model: {model} not found")
-        return LocalJudge(model, constitution, cache, cfg.chain_of_thought, tuple(cfg.cot_clamp),
-                          cfg.cot_max_new_tokens, cfg.few_shot, cfg.batch_size, cfg.dtype)
-    from tasks.judges.openai_http import OpenAIJudge
-
-    try:
-        return OpenAIJudge(cfg, constitution, cache)
-    except ValueError as exc:
-        raise StageError(f"evaluate.judge: {exc}") from None
+    return configured_judge(params.evaluate.judge, "evaluate.judge", params.paths.base_model,
+                            params.paths.judge_cache, constitution)
 
 
 def _renamed(key: str, ref: str) -> str:
