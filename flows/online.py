@@ -11,8 +11,9 @@ One iteration (orchestration glue written by hand, like the pipeline flow):
    everything after it), evaluate decides the gate, and the flow registers the policy and moves `champion` only on
    a pass. The pipeline's MLflow run is tagged as this iteration with the sha256 of the files it trained on.
 
-Still to come: align starting from the champion's adapter instead of the SFT model, and feeding the chat feedback
-to align.method kto; today the feedback is exported and validated, and counted towards `min_new`.
+With `align.init: champion` the new policy starts from (and is regularised towards) the champion instead of the SFT
+model (tasks/common/policy_init.py); with `align.method: kto` and `align.feedback: <online.feedback_export>` the
+chat's thumbs train too. Feedback counts towards `min_new` only when align trains on it.
 
     alignflow serve --online        # the cron deployment (online.cron)
     alignflow online                # one iteration now
@@ -60,6 +61,10 @@ def validate_inputs(params, counts: dict[str, Any]) -> None:
         load_and_validate("kto", [params.online.feedback_export], params)
 
 
+def trains_on_feedback(params) -> bool:
+    return params.align.method == "kto" and Path(params.align.feedback or "") == Path(params.online.feedback_export)
+
+
 def read_state(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     return json.loads(p.read_text()) if p.exists() else {"labels": 0, "feedback": 0}
@@ -85,7 +90,13 @@ def online_flow() -> dict[str, Any]:
     counts = export_inputs(params)
     validate_inputs(params, counts)
     state = read_state(params.online.state)
-    new = counts["labels"] - state["labels"] + counts["feedback"] - state["feedback"]
+    new_feedback = counts["feedback"] - state["feedback"]
+    if not trains_on_feedback(params):
+        if new_feedback:
+            logger.warning("online: %d new chat ratings are exported but not trained on: set align.method kto and "
+                           "align.feedback %s", new_feedback, params.online.feedback_export)
+        new_feedback = 0
+    new = counts["labels"] - state["labels"] + new_feedback
     if new < params.online.min_new:
         logger.info("online: %d new labels/ratings since the last training (need %d): waiting", new,
                     params.online.min_new)

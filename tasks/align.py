@@ -11,10 +11,13 @@
 
 The model is the SFT model with its adapter merged in memory; TRL adds a fresh LoRA (align.lora), and with
 `ref_model=None` the reference is that same model with the adapter disabled, i.e. the SFT model — one copy of the
-weights. The pairs are only ever used in the orientation their label says (label < 0.5 flips a pair).
+weights. With align.init: champion the start (and so the reference) is the MLflow champion instead, and its adapters
+are copied into the policy (tasks/common/policy_init.py). The pairs are only ever used in the orientation their
+label says (label < 0.5 flips a pair). kto also takes align.feedback: unpaired rows such as the chat page's thumbs.
 
-Reads  models/sft (chain), data/preferences/hard_{train,eval}.jsonl
-Writes models/policy/ (adapter + tokenizer + chain base → sft → policy), metrics/align.json, plots/align.csv
+Reads  models/sft (chain), data/preferences/hard_{train,eval}.jsonl, [align.feedback], [the MLflow champion]
+Writes models/policy/ (adapter + tokenizer + chain base → sft → [init/k …] → policy), metrics/align.json,
+       plots/align.csv
 
     dvc repro align
     alignflow run
@@ -30,6 +33,7 @@ from typing import Any
 
 from tasks.common.io import atomic_dir, read_jsonl, sha256_file, write_json
 from tasks.common.params import AlignParams, Params
+from tasks.common.policy_init import copy_init_adapters, resolve_policy_init
 from tasks.common.stage import StageError, stage_main
 
 log = logging.getLogger("alignflow.align")
@@ -51,6 +55,12 @@ def run_align(params: Params) -> dict[str, float]:
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
     cfg, paths = params.align, params.paths
+    if cfg.feedback and cfg.method != "kto":
+        raise StageError(f"align.feedback is set but align.method is {cfg.method!r}: unpaired feedback rows train "
+                         "only with kto (set align.method: kto, or align.feedback: null)")
+    if cfg.init == "champion" and cfg.method in ("ppo", "rloo", "grpo"):
+        raise StageError(f"align.init: champion works with the DPO family and kto, not align.method {cfg.method!r} "
+                         "(its reference and value model start from SFT): set align.init: sft")
     if cfg.method == "ppo":  # online RL against the reward model: its own loop (tasks/ppo/)
         from tasks.ppo.stage import run_ppo
 
@@ -69,9 +79,13 @@ def run_align(params: Params) -> dict[str, float]:
                 raise StageError(f"align: {needed} not found (run collect_preferences / sft first)")
         train_pairs = oriented_pairs(read_jsonl(train_file))
         eval_pairs = oriented_pairs(read_jsonl(eval_file)) if eval_file.exists() else []
-        if not train_pairs:
+        feedback = feedback_rows(params)
+        if not train_pairs and not feedback:
             raise StageError(f"align: {train_file} has no usable pairs (all labels 0.5?)")
         log_dataset(train_file, train_pairs, context="training", name="preferences_train")
+        if feedback:
+            log_dataset(cfg.feedback, feedback, context="training", name="feedback_train")
+        init = resolve_policy_init(params)
 
         # Resume a killed run only if nothing it depends on changed (else start fresh)
         sft_chain = read_chain(paths.sft_model)
@@ -81,18 +95,20 @@ def run_align(params: Params) -> dict[str, float]:
             {
                 "align": cfg.model_dump(),
                 "seed": params.seed,
-                "data": [sha256_file(f) for f in (train_file, eval_file) if f.exists()],
+                "data": [sha256_file(f) for f in (train_file, eval_file, Path(cfg.feedback or train_file))
+                         if f.exists()],
+                "init": init.info,
                 "sft_model": model_digest(paths.sft_model),
                 "base_model": model_digest(sft_chain["base"]),
             },
             stage="align",
         )
 
-        # Model: the SFT adapter merged in; TRL wraps it with the new LoRA (peft_config).
-        model = load_causal_lm(paths.sft_model)
+        # Model: the SFT (or champion) adapters merged in; TRL wraps it with the new LoRA (peft_config).
+        model = load_causal_lm(init.model_dir)
         tok = load_tokenizer(paths.sft_model)
         build, config_kwargs = METHODS[cfg.method]
-        trainer = build(params, model, tok, train_pairs, eval_pairs, config_kwargs(cfg))
+        trainer = build(params, model, tok, train_pairs, eval_pairs, config_kwargs(cfg), feedback)
 
         # Train
         result = train(trainer, resume)
@@ -102,13 +118,20 @@ def run_align(params: Params) -> dict[str, float]:
         with atomic_dir(paths.policy_model) as out:
             save_trained_adapter(trainer, out)  # every rank: sharded weights are gathered; the main process writes
             tok.save_pretrained(out)
-            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method=cfg.method)
+            inits = copy_init_adapters(init, out, paths.policy_model)
+            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], *inits, paths.policy_model],
+                        method=cfg.method, **init.info)
 
         metrics = summary_metrics(trainer.state.log_history, eval_metrics)
         metrics["train/steps"] = float(trainer.state.global_step)
         metrics["train/mean_loss"] = float(result.training_loss)
         metrics["train/runtime_s"] = float(result.metrics.get("train_runtime", 0.0))
         metrics["train/pairs"] = len(train_pairs)
+        if feedback:
+            metrics["train/feedback_rows"] = len(feedback)
+        if init.info["init"] == "champion":
+            metrics["init/champion_version"] = float(init.info["init_version"])
+            metrics["init/adapters"] = len(init.adapters)
         write_json(Path(paths.metrics) / "align.json", metrics)
         write_curves("plots/align.csv", trainer.state.log_history, CURVES)
         log_metrics(metrics)
@@ -125,6 +148,18 @@ def oriented_pairs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         elif label < 0.5:
             out.append({"prompt": r["prompt"], "chosen": r["rejected"], "rejected": r["chosen"]})
     return out
+
+
+def feedback_rows(params: Params) -> list[dict[str, Any]]:
+    """align.feedback through the kto data suite (a bad row stops with file, row and rule): prompt/completion/label."""
+    if not params.align.feedback:
+        return []
+    from tasks.validate import load_and_validate
+
+    if not Path(params.align.feedback).is_file():
+        raise StageError(f"align.feedback: {params.align.feedback} not found (`alignflow label export` writes it)")
+    rows = load_and_validate("kto", [params.align.feedback], params)
+    return [{"prompt": r["prompt"], "completion": r["completion"], "label": bool(r["label"])} for r in rows]
 
 
 def unpaired(pairs: list[dict[str, Any]], seed: int) -> list[dict[str, Any]]:
@@ -171,7 +206,7 @@ def _dataset(params: Params, rows: list[dict[str, Any]], split: str):
     return shared_dataset(rows, Path(params.paths.align_checkpoints, "datasets", split))
 
 
-def _dpo(params, model, tok, train_pairs, eval_pairs, extra):
+def _dpo(params, model, tok, train_pairs, eval_pairs, extra, feedback=()):
     from trl import DPOConfig, DPOTrainer
 
     args = _config(DPOConfig, params, **extra)
@@ -186,7 +221,7 @@ def _dpo(params, model, tok, train_pairs, eval_pairs, extra):
     )
 
 
-def _simpo(params, model, tok, train_pairs, eval_pairs, extra):
+def _simpo(params, model, tok, train_pairs, eval_pairs, extra, feedback=()):
     from trl import DPOConfig
 
     from tasks.common.losses import SimPOTrainer
@@ -203,13 +238,19 @@ def _simpo(params, model, tok, train_pairs, eval_pairs, extra):
     )
 
 
-def _kto(params, model, tok, train_pairs, eval_pairs, extra):
+def _kto(params, model, tok, train_pairs, eval_pairs, extra, feedback=()):
     from trl import KTOConfig, KTOTrainer
 
     rows = unpaired(train_pairs, params.seed)
+    if feedback:  # thumbs are already unpaired; shuffled in with the pairs' rows for the same reason as there
+        rows = rows + list(feedback)
+        random.Random(params.seed).shuffle(rows)
     n_desirable = sum(r["label"] for r in rows)
     # KTO paper eq. 8: keep λ_D·n_D / (λ_U·n_U) in [1, 4/3]. Rows derived from pairs have n_D = n_U, so λ_U = 1 and
-    # λ_D = n_U/n_D (= 1) put the ratio at exactly 1; the formula also holds if the two counts ever differ.
+    # λ_D = n_U/n_D (= 1) put the ratio at exactly 1; thumbs make the counts differ, and the formula still gives 1.
+    if not 0 < n_desirable < len(rows):
+        raise StageError(f"align: kto needs desirable and undesirable rows; it has {n_desirable} desirable of "
+                         f"{len(rows)} (align.feedback {params.align.feedback})")
     undesirable_weight = 1.0
     desirable_weight = (len(rows) - n_desirable) / max(n_desirable, 1)
     args = _config(KTOConfig, params, **extra, desirable_weight=desirable_weight,

@@ -70,7 +70,8 @@ def test_align_method_trains_saves_and_reloads(upstream, method, monkeypatch):
 
     # the chain: base → sft → policy, and the saved adapter is the trained one (non-zero B: a fresh LoRA is zero)
     chain = read_chain("models/policy")
-    assert chain == {"base": "models/base", "adapters": ["models/sft", "models/policy"], "method": method}
+    assert {k: chain[k] for k in ("base", "adapters", "method", "init")} == {
+        "base": "models/base", "adapters": ["models/sft", "models/policy"], "method": method, "init": "sft"}
     trained = {k: v.detach().clone() for k, v in trainer.model.named_parameters() if "lora_B" in k}
     assert trained and all(v.abs().sum() > 0 for v in trained.values())
     reloaded = load_causal_lm("models/policy", merge_last=False)

@@ -11,7 +11,7 @@ import markupsafe
 import pytest
 from fastapi.testclient import TestClient
 
-from tasks.labeling.champion import ChampionError, load_champion, resolve_champion
+from tasks.common.champion import ChampionError, load_champion, resolve_champion
 from tasks.labeling.export import export_feedback, feedback_rows
 from tasks.labeling.server import create_app
 from tasks.labeling.store import LabelError, LabelStore

@@ -33,6 +33,17 @@ def _label(root: Path, n: int) -> None:
         store.submit("ann", a.nonce, "first" if i % 3 else "second")
 
 
+def _rate(root: Path, n: int) -> None:
+    """n chat replies rated by ann, alternately up and down (the /chat page's store calls)."""
+    from tasks.labeling.store import LabelStore
+
+    store = LabelStore(root / "labels/labels.sqlite")
+    prompt = [{"role": "user", "content": "Continue this movie review:\n\nThe film opens with"}]
+    for i in range(n):
+        nonce = store.add_response("ann", prompt, f"{'a joy' if i % 2 == 0 else 'a bore'} {i}", "alignflow-policy/1")
+        store.give_feedback("ann", nonce, i % 2 == 0)
+
+
 @pytest.fixture
 def loop_repo(tmp_path, tiny_model_dir):
     from prefect.testing.utilities import prefect_test_harness
@@ -80,6 +91,31 @@ def test_new_labels_retrain_and_an_idle_tick_waits(loop_repo):
     _label(loop_repo, 3)
     again = online_flow()
     assert again["status"] == "waiting" and again["new"] == 3
+
+    # Iteration 2 starts from the champion and trains KTO on the labels plus the chat's thumbs. Whether the tiny
+    # model's first policy passed the gate is not the subject here: if it did not, it is promoted by hand.
+    from mlflow import MlflowClient
+
+    from tasks.common.modeling import read_chain
+    from tasks.evaluation.gate import current_champion
+
+    client = MlflowClient()
+    version = result["pipeline"]["registered_version"].split("/")[-1]
+    promoted = tags["alignflow.promoted"] == "true"
+    champion = current_champion(client, "alignflow-policy")
+    assert (champion is not None and champion.version == version) == promoted
+    client.set_registered_model_alias("alignflow-policy", "champion", version)
+    params = yaml.safe_load(Path("params.yaml").read_text())
+    params["align"].update(init="champion", method="kto", feedback="data/human/feedback.jsonl")
+    Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _rate(loop_repo, 5)
+    second = online_flow()
+    assert second["status"] == "trained" and second["new"] == 3 + 5 and second["feedback"] == 5
+    chain = read_chain(loop_repo / "models/policy")
+    assert chain["init"] == "champion" and chain["init_version"] == version
+    assert chain["adapters"] == ["models/sft", "models/policy/init/0", "models/policy"]
+    aligned = json.loads((loop_repo / "metrics/align.json").read_text())
+    assert aligned["train/feedback_rows"] == 5 and aligned["init/champion_version"] == int(version)
 
 
 def test_loop_refuses_a_source_that_ignores_the_labels(loop_repo):

@@ -196,6 +196,11 @@ class OnlineRLParams(_Strict):
 
 class AlignParams(_Strict):
     method: AlignMethod = "dpo"
+    init: Literal["sft", "champion"] = Field("sft", description="the model the new adapter is trained on, and the "
+                                             "DPO/KTO reference: the SFT model, or the MLflow `champion` (the online "
+                                             "loop; the SFT model while there is none)")
+    feedback: str | None = Field(None, description="kto only: extra unpaired rows (prompt, completion, label), e.g. "
+                                 "the chat page's thumbs (online.feedback_export); null = none")
     lora: LoraParams = LoraParams()
     beta: float = Field(0.1, gt=0.0)
     label_smoothing: float = Field(0.1, ge=0.0, lt=0.5)

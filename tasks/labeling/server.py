@@ -1,7 +1,7 @@
 """The labelling page and the live-feedback chat page: FastAPI, server-rendered Jinja2 templates and one small inline
 script (keys 1-4).
 
-/chat serves the MLflow `champion` (tasks/labeling/champion.py; loaded once, on the first message, so the
+/chat serves the MLflow `champion` (tasks/common/champion.py; loaded once, on the first message, so the
 labelling page starts without a model) and records each reply (tasks/labeling/store.py `feedback`); 👍 / 👎 sets its
 label once. A follow-up message names the reply it continues (`parent`, a nonce of the labeller's own reply): the
 conversation is rebuilt from the store, never from what the browser sends back. Restart the server to pick up a new
@@ -96,8 +96,8 @@ class ChatModel:
 
     def reply(self, conversation: list[dict[str, str]]) -> tuple[str, str]:
         """(response text, model version)."""
+        from tasks.common.champion import load_champion
         from tasks.common.modeling import generate
-        from tasks.labeling.champion import load_champion
 
         with self.lock:
             if self.loaded is None:

@@ -47,6 +47,7 @@ def run_ppo(params: Params) -> dict[str, float]:
 
     from tasks.common.distributed import is_main_process, sharded_engine, world_size
     from tasks.common.modeling import load_causal_lm, load_tokenizer, seed_everything, write_chain
+    from tasks.common.resume import model_digest
     from tasks.common.reward import load_reward_model, score
     from tasks.common.tracking import log_dict, log_metrics, stage_run
     from tasks.ppo.trainer import PPOSettings, PPOTrainer
@@ -100,7 +101,8 @@ def run_ppo(params: Params) -> dict[str, float]:
         with atomic_dir(paths.policy_model) as out:
             trainer.policy.save_pretrained(out)
             tok.save_pretrained(out)
-            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method="ppo")
+            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method="ppo",
+                        sft_digest=model_digest(paths.sft_model))
         metrics = summary(history)
         metrics.update({"train/steps": float(trainer.step_count), "train/runtime_s": runtime,
                         "train/prompts": float(len(prompts))})

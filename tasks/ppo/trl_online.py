@@ -62,7 +62,7 @@ def run_trl_online(params: Params) -> dict[str, float]:
         trainer_config,
         write_chain,
     )
-    from tasks.common.resume import train
+    from tasks.common.resume import model_digest, train
     from tasks.common.reward import load_reward_model
     from tasks.common.tracking import log_dict, log_metrics, stage_run
     from tasks.ppo.stage import check_inputs, online_inputs, score_divisor, summary, write_ppo_curves
@@ -113,7 +113,8 @@ def run_trl_online(params: Params) -> dict[str, float]:
         with atomic_dir(paths.policy_model) as out:
             save_trained_adapter(trainer, out)  # every rank: sharded weights are gathered; the main process writes
             tok.save_pretrained(out)
-            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method=cfg.method)
+            write_chain(out, sft_chain["base"], [*sft_chain["adapters"], paths.policy_model], method=cfg.method,
+                        sft_digest=model_digest(paths.sft_model))
         history = [ppo_stats(e, online.beta) for e in trainer.state.log_history if "reward" in e]
         common = set.intersection(*(set(h) for h in history)) if history else set()
         metrics = summary([{k: h[k] for k in common} for h in history])

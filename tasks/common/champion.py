@@ -1,11 +1,13 @@
-"""The model the chat page serves: the registered version under the MLflow alias `champion`.
+"""The registered version under the MLflow alias `champion`: what the chat page serves and `align.init: champion`
+starts from.
 
 The pipeline registers each new policy with the pipeline run's `policy` artifact dir as its source (the LoRA
 adapter + tokenizer + chain file, flows/tracking_glue.register_policy) and the gate moves `champion` to it. Here the
 champion's artifacts are downloaded once into `labels/champion/<model>/<version>/` (a version's source never
-changes, so the copy is reused), and the copy's chain file is rewritten so its last adapter is the copy itself:
-the logged chain names the policy by its project path (`models/policy`), which on this machine may hold another
-run's policy. The earlier links of the chain (`models/base`, `models/sft`) are project paths and must exist here.
+changes, so the copy is reused), and the copy's chain file is rewritten so the adapters inside the policy dir point into the copy:
+the logged chain names the policy by its project path (`models/policy`, and `models/policy/init/<k>` for the earlier
+adapters of a policy trained from a champion), which on this machine may hold another run's policy. The links
+before the policy (`models/base`, `models/sft`) are project paths and must exist here.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ def resolve_champion(client: Any, model_name: str, cache_dir: str | Path = CACHE
                                     f"{CHAIN_FILE}; it is not an alignflow policy")
             chain = read_chain(got)
             extra = {k: v for k, v in chain.items() if k not in ("base", "adapters")}
-            adapters = chain["adapters"][:-1] + [str(local)] if chain["adapters"] else []
+            adapters = localised(chain["adapters"], local)
             write_chain(got, chain["base"], adapters, logged_adapters=chain["adapters"], **extra)
             if local.exists():  # a half-written copy from an interrupted download
                 shutil.rmtree(local)
@@ -64,12 +66,24 @@ def resolve_champion(client: Any, model_name: str, cache_dir: str | Path = CACHE
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     chain = read_chain(local)
-    missing = [p for p in [chain["base"], *chain["adapters"][:-1]] if not Path(p).exists()]
+    missing = [p for p in [chain["base"], *chain["adapters"]] if not Path(p).exists()]
     if missing:
         raise ChampionError(f"champion {model_name} v{found.version} is built on {', '.join(missing)}, which "
                             f"{'is' if len(missing) == 1 else 'are'} not here: run `dvc pull` (or `dvc repro "
                             "sft`) in the project root first")
     return Champion(found.version, found.run_id, local)
+
+
+def localised(adapters: list[str], local: Path) -> list[str]:
+    """The logged chain's adapters with the policy dir (the last adapter) and anything inside it mapped to `local`."""
+    if not adapters:
+        return []
+    policy = Path(adapters[-1])
+    out = []
+    for a in adapters:
+        p = Path(a)
+        out.append(str(local / p.relative_to(policy)) if p == policy or policy in p.parents else a)
+    return out
 
 
 def load_champion(params: Any, model_dir: str | Path | None = None) -> tuple[Any, Any, str]:
