@@ -14,9 +14,11 @@ Forward over one sequence of L tokens, with the LM head applied at `h` positions
 The attention term is the causal count exactly: the token at position c multiplies its query with c keys and its
 attention weights with c values (2·c·d_attn FLOPs each) in every layer, and Σ_{c=1..L} 4·n_layers·d_attn·c =
 2·n_layers·d_attn·L·(L+1) — Kaplan et al.'s 2·n_layer·n_ctx·d_attn per token, with the causal mask taken at its
-word. h = L for training losses (TRL computes logits at every position), the response length + 1 for PPO/KL scoring
-(`logits_to_keep`), 1 for a generation prefill, and 0 for a reward/value model (its head is d×1: 2·d per position,
-negligible, and left out). A live LoRA adapter adds 2·N_lora·L to a forward (4.6 % of 2·N_body·L at r = 16 on
+word. h = the positions whose next token is scored: the completion for SFT (completion-only loss) and DPO, the
+response for PPO/KL log-probs, 1 for a generation prefill, 0 for a reward/value model (its head is d×1: 2·d per
+position, negligible, and left out). Work beyond that is not counted: TRL 1.16's fused LM head scores every
+position on a CPU (its compact path is for Triton devices), the PPO/KL scoring keeps logits at the batch's widest
+response + 1, and the plain baselines take the logits of every position. A live LoRA adapter adds 2·N_lora·L to a forward (4.6 % of 2·N_body·L at r = 16 on
 SmolLM2-135M); it is counted in training passes only, where it is trained, and left out of sampling and scoring.
 
 Backward, for LoRA training (every base weight frozen):
@@ -29,7 +31,7 @@ forward, not the 3× of a full fine-tune. Recomputation by activation checkpoint
 work the model did not need: a run that checkpoints gets a lower achieved FLOP/s for the same model FLOPs).
 
 Per workload (bench/workloads/*.py apply these to the lengths they measured):
-- SFT: F_train per trained sequence (prompt + completion, truncated to max_length).
+- SFT: F_train per trained sequence (prompt + completion, truncated to max_length; h = scored completion tokens).
 - reward: F_train for chosen and rejected (head h = 0).
 - DPO: F_train for chosen and rejected + one reference F_fwd each (the LoRA adapter disabled, no LoRA term), whether
   the reference pass runs in the step or once up front (`precompute_ref_log_probs`); both are one pass per pair per
@@ -39,9 +41,9 @@ Per workload (bench/workloads/*.py apply these to the lengths they measured):
   context length c. Prompts are counted once per returned sequence, as `generate`
   with `num_return_sequences` prefills each copy.
 - PPO: generation as above, then the scoring forwards of policy, reference (adapter disabled) and value model
-  (policy/reference h = response length + 1, value h = 0) and the reward model (h = 0) on prompt + response, then
+  (policy/reference h = response length, value h = 0) and the reward model (h = 0) on prompt + response, then
   for each of `ppo_epochs` × minibatches F_train of the policy and of the value model.
-- evaluate: generation for each model, the KL forwards (model and reference, h = response + 1), the reward model.
+- evaluate: generation for each model, the KL forwards (model and reference, h = response), the reward model.
 """
 
 from __future__ import annotations

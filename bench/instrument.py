@@ -26,6 +26,7 @@ class TrainWindow:
     start: float | None = None
     end: float | None = None
     lengths: list[int] = field(default_factory=list)  # real tokens of every trained sequence, in order
+    scored: list[int] = field(default_factory=list)  # per sequence: positions whose next token the loss scores
     padded_tokens: int = 0
 
     @property
@@ -41,6 +42,18 @@ def sequence_lengths(inputs: dict[str, Any]) -> list[int]:
         return [int(x) for x in mask.sum(dim=1).tolist()]
     ids = inputs["input_ids"]
     return [int(ids.shape[1])] * int(ids.shape[0])
+
+
+def scored_positions(inputs: dict[str, Any]) -> list[int]:
+    """Per sequence, the next-token predictions a causal-LM loss uses: SFT's labels ≠ −100 (completion-only loss),
+    DPO's completion mask; every position of the sequence when a batch carries neither."""
+    labels = inputs.get("labels")
+    if labels is not None and labels.dim() == 2:
+        return [int(x) for x in (labels[:, 1:] != -100).sum(dim=1).tolist()]
+    completion = inputs.get("completion_mask")
+    if completion is not None:
+        return [int(x) for x in completion[:, 1:].sum(dim=1).tolist()]
+    return sequence_lengths(inputs)
 
 
 @contextlib.contextmanager
@@ -83,6 +96,7 @@ def trainer_window() -> Iterator[TrainWindow]:
     def wrap_step(original):
         def training_step(self, model, inputs, *args, **kwargs):
             window.lengths.extend(sequence_lengths(inputs))
+            window.scored.extend(scored_positions(inputs))
             window.padded_tokens += int(inputs["input_ids"].numel())
             return original(self, model, inputs, *args, **kwargs)
         return training_step

@@ -1,19 +1,20 @@
 """The throw-away project every measured run starts from: params, the fixed data slice, the models, an MLflow store.
 
 Built once per benchmark (`bench.run` starts it as its first subprocess) in <work>/project/; each worker copies it
-to a fresh directory (models are symlinks), so no run can resume another's checkpoints or read its outputs.
+to a fresh directory, so no run can resume another's checkpoints or read its outputs.
 
-- params.yaml: the shipped params.yaml with only what a benchmark must change (OVERRIDES): the number of steps,
-  the slice sizes, and evaluation/checkpointing inside training off (eval_fraction 0, eval_strategy / save_strategy
-  "no"), so the training window holds training only — on both sides.
+- params.yaml: the shipped params.yaml with only what a benchmark must change (`overrides`): max_steps, the prompt
+  counts (collect_preferences / align.ppo / evaluate max_prompts), and evaluation/checkpointing inside training off
+  (eval_fraction 0, eval_strategy / save_strategy "no"), so the training window holds training only — on both sides.
 - data: the first rows of the default data, sized from params so every run trains exactly `steps` optimizer steps
   in one epoch: SFT rows from data/raw/sft.jsonl, prompts from data/raw/prompts_{train,eval}.jsonl (normalised
   with data.prompt_template, as the validate stage does), preference pairs from the pipeline's
   data/preferences/{train,hard_train}.jsonl when they exist, else built from the SFT rows (chosen = a row's
   completion, rejected = the next row's): the source is recorded in setup.json.
-- models: models/base = the model measured (--model). models/sft, models/reward, models/policy: the project's own
-  when --model is the project's models/base and they exist; otherwise trained here for a few steps (the compute
-  of a step does not depend on how well the adapters are trained; generation lengths do, and are recorded).
+- models: models/base = a link to the model measured (--model; no stage run here writes it). models/sft,
+  models/reward, models/policy: copies of the project's own when --model is the project's models/base and they
+  exist; otherwise trained here for a few steps (the compute of a step does not depend on how well the adapters
+  are trained; how long the samples are does, and the token counts are in the results).
 - mlflow.db: migrated once here (creating a store costs ~9 s of migrations), copied into every run.
 - the matmul peak (bench/peak.py), measured first, before anything else loads the machine.
 
@@ -153,7 +154,10 @@ def train_chain(root: Path, params) -> None:
         shutil.rmtree(root / out, ignore_errors=True)
 
 
-def build(out: Path, model_dir: Path, quick: bool) -> dict[str, Any]:
+NEEDS_CHAIN = {"reward", "dpo", "ppo", "generate", "evaluate"}  # every workload but sft starts from the SFT model
+
+
+def build(out: Path, model_dir: Path, quick: bool, workloads: set[str] = NEEDS_CHAIN) -> dict[str, Any]:
     from bench import peak
 
     out.mkdir(parents=True, exist_ok=True)
@@ -180,17 +184,21 @@ def build(out: Path, model_dir: Path, quick: bool) -> dict[str, Any]:
         MlflowClient(f"sqlite:///{root / 'mlflow.db'}").search_experiments()  # migrate once
         shutil.copy(root / "mlflow.db", out / "mlflow-empty.db")
         chain = _project_chain(model_dir)
-        if chain:
+        if not workloads & NEEDS_CHAIN:
+            source = "none (not needed)"
+        elif chain:  # copies (adapters: MBs), never links: a stage run in the bench replaces its output dir
             for name, src in chain.items():
-                os.symlink(src.resolve(), root / "models" / name, target_is_directory=True)
+                shutil.copytree(src, root / "models" / name)
+            source = "copies of the project's models/{sft,reward,policy}"
         else:
             train_chain(root, params)
+            source = "trained by bench/project.py (2 SFT steps, 1 RM step, fresh policy LoRA)"
             shutil.copy(out / "mlflow-empty.db", root / "mlflow.db")  # runs start from an empty store
             shutil.rmtree(root / "mlartifacts", ignore_errors=True)
     finally:
         os.chdir(cwd)
     setup = {"template": str(root), "model": str(model_dir.resolve()), "quick": quick, "sizes": sizes,
-             "chain": "project models/{sft,reward,policy}" if chain else "trained by bench/project.py (2 SFT steps, 1 RM step, fresh policy LoRA)",
+             "chain": source,
              "data": data, "peak": peak_info, "overrides": changes}
     (out / "setup.json").write_text(json.dumps(setup, indent=2), encoding="utf-8")
     return setup
@@ -202,13 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--model", type=Path, default=None,
                     help="the base model (default: models/base; with --quick: the tiny test model, built here)")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--workloads", default=",".join(sorted(NEEDS_CHAIN | {"sft"})), help="the ones that will run")
     args = ap.parse_args(argv)
     model = args.model
     if model is None and args.quick:
         from tests.tiny_model import build_tiny_model
 
         model = build_tiny_model(args.out / "tiny-model")
-    build(args.out, model or REPO / "models" / "base", args.quick)
+    build(args.out, model or REPO / "models" / "base", args.quick, set(args.workloads.split(",")))
 
 
 if __name__ == "__main__":

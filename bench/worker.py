@@ -38,7 +38,9 @@ def run(setup: dict, workload: str, side: str, baseline_exec: str, keep: bool = 
         import peft  # noqa: F401
         import torch
         import transformers  # noqa: F401
-        from trl.trainer import reward_trainer  # noqa: F401
+
+        if workload != "generate":  # the trainers, and the project's reward-model loader, import TRL
+            from trl.trainer import reward_trainer  # noqa: F401
 
         ctx = Context(load_params(), setup["quick"], baseline_exec)
         start = time.perf_counter()

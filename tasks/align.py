@@ -49,8 +49,18 @@ CURVES = {"train_loss": "loss", "rewards_margins": "rewards/margins", "rewards_a
 
 def run_align(params: Params) -> dict[str, float]:
     """Files in, files out, metrics returned."""
+    import torch
+
     from tasks.common.distributed import on_main, save_trained_adapter
-    from tasks.common.modeling import load_causal_lm, load_tokenizer, read_chain, seed_everything, write_chain
+    from tasks.common.modeling import (
+        load_causal_lm,
+        load_tokenizer,
+        mixed_precision_weights,
+        read_chain,
+        seed_everything,
+        trainer_defaults,
+        write_chain,
+    )
     from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
@@ -105,10 +115,13 @@ def run_align(params: Params) -> dict[str, float]:
         )
 
         # Model: the SFT (or champion) adapters merged in; TRL wraps it with the new LoRA (peft_config).
-        model = load_causal_lm(init.model_dir)
+        model = load_causal_lm(init.model_dir)  # merged in fp32; stored in bf16 before TRL precomputes the reference
+        if trainer_defaults(cfg.trainer)["bf16"]:
+            model.to(torch.bfloat16)
         tok = load_tokenizer(paths.sft_model)
         build, config_kwargs = METHODS[cfg.method]
         trainer = build(params, model, tok, train_pairs, eval_pairs, config_kwargs(cfg), feedback)
+        mixed_precision_weights(trainer)  # frozen weights bf16 under bf16 autocast
 
         # Train
         result = train(trainer, resume)

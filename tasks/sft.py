@@ -38,7 +38,13 @@ def run_sft(params: Params) -> dict[str, float]:
     from trl import SFTConfig, SFTTrainer
 
     from tasks.common.distributed import on_main, save_trained_adapter
-    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
+    from tasks.common.modeling import (
+        load_tokenizer,
+        mixed_precision_weights,
+        seed_everything,
+        trainer_config,
+        write_chain,
+    )
     from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
     from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
 
@@ -87,6 +93,7 @@ def run_sft(params: Params) -> dict[str, float]:
             processing_class=tok,
             peft_config=LoraConfig(task_type="CAUSAL_LM", **cfg.lora.model_dump()),
         )
+        mixed_precision_weights(trainer)
 
         # Train
         result = train(trainer, resume)

@@ -43,7 +43,13 @@ def run_train_reward(params: Params) -> dict[str, float]:
     from trl import RewardConfig
 
     from tasks.common.distributed import on_main, save_trained_adapter
-    from tasks.common.modeling import load_tokenizer, seed_everything, trainer_config, write_chain
+    from tasks.common.modeling import (
+        load_tokenizer,
+        mixed_precision_weights,
+        seed_everything,
+        trainer_config,
+        write_chain,
+    )
     from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
     from tasks.common.reward import load_sequence_classifier, raw_rewards
     from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
@@ -92,6 +98,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
             processing_class=tok,
             peft_config=LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()),
         )
+        mixed_precision_weights(trainer)
         log.info("pairs within max_length: train %d/%d", len(trainer.train_dataset), len(train_rows))
 
         # Train

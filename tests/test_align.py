@@ -58,6 +58,9 @@ def test_align_method_trains_saves_and_reloads(upstream, method, monkeypatch):
     if method == "kto":  # n_D = n_U, so λ_D·n_D / (λ_U·n_U) = 1
         assert trainer.args.desirable_weight == trainer.args.undesirable_weight == 1.0
     assert isinstance(trainer.model, PeftModel)
+    if trainer.args.bf16:  # frozen weights stored in bf16, the trained ones fp32 (modeling.mixed_precision_weights)
+        assert {(p.requires_grad, p.dtype) for p in trainer.model.parameters()} == {
+            (True, torch.float32), (False, torch.bfloat16)}
     assert trainer.ref_model is None  # reference = the same model with the adapter disabled
     assert all(math.isfinite(v) for v in metrics.values())
     assert metrics["train/steps"] == 4 and "train/loss" in metrics
@@ -141,3 +144,26 @@ def test_simpo_loss_worked_example():
 
     loss = simpo_loss(torch.tensor([-1.0]), torch.tensor([-1.5]), beta=2.0, gamma=0.5)
     assert loss.item() == pytest.approx(0.474077, abs=1e-6)
+
+
+def test_mixed_precision_weights_keeps_trainable_fp32(tiny_model_dir):
+    """A score head under modules_to_save is trainable and would be bf16 after the cast: it is upcast; nothing
+    changes without bf16."""
+    from types import SimpleNamespace
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification
+
+    from tasks.common.modeling import mixed_precision_weights
+
+    for bf16 in (False, True):
+        model = get_peft_model(AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1),
+                               LoraConfig(task_type="SEQ_CLS", r=2, target_modules=["q_proj"],
+                                          modules_to_save=["score"]))
+        mixed_precision_weights(SimpleNamespace(args=SimpleNamespace(bf16=bf16), model=model))
+        frozen = torch.bfloat16 if bf16 else torch.float32
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert any("score" in n for n in trainable) and any("lora_A" in n for n in trainable)
+        for name, p in model.named_parameters():
+            assert p.dtype == (torch.float32 if p.requires_grad else frozen), name

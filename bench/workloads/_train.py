@@ -11,12 +11,13 @@ from bench.instrument import TrainWindow
 
 def train_phase(ctx: Context, window: TrainWindow, lora_r: int, *, lm_head: bool, rows_per_sample: int,
                 reference: bool = False) -> dict[str, Any]:
-    """The window's seconds and tokens; FLOPs per bench/flops.py: F_train per trained sequence (LM head at every
-    position for causal-LM losses, none for the reward model's d×1 head), plus a reference forward each for DPO."""
+    """The window's seconds and tokens; FLOPs per bench/flops.py: F_train per trained sequence (LM head at the
+    positions the loss scores for causal-LM losses, none for the reward model's d×1 head), plus a reference forward
+    each for DPO."""
     shape = flops.model_shape(ctx.base, lora_r)
     total = 0.0
-    for length in window.lengths:
-        head = length if lm_head else 0
+    for length, scored in zip(window.lengths, window.scored, strict=True):
+        head = scored if lm_head else 0
         total += flops.train(shape, length, head)
         if reference:
             total += flops.forward(shape, length, head)

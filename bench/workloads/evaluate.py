@@ -34,7 +34,7 @@ def evaluate_phase(ctx: Context, seconds: float, prompt_lens: list[int], new_tok
         for lp, n in zip(prompt_lens, per_sample, strict=True):
             total += flops.generation(shape, lp, n) + flops.forward(shape, lp + n, 0)  # sampling + RM score
             if name in with_kl:
-                total += 2 * flops.forward(shape, lp + n, n + 1)  # the model and its reference
+                total += 2 * flops.forward(shape, lp + n, n)  # the model and its reference
     tokens = sum(sum(v) for v in new_tokens.values())
     return phase(seconds, tokens, sum(len(v) for v in new_tokens.values()), total)
 

@@ -30,8 +30,8 @@ def ppo_phases(ctx: Context, gen_s: float, rollout_s: float, update_s: float, qu
     gen = sum(flops.generation(shape, p, n) for p, n in zip(prompt_lens, new_tokens, strict=True))
     score = upd = 0.0
     for q, r in zip(query_lens, response_lens, strict=True):
-        score += 2 * flops.forward(shape, q + r, r + 1) + 2 * flops.forward(shape, q + r, 0)  # π, π_ref; V, RM
-        upd += ppo.ppo_epochs * (flops.train(shape, q + r, r + 1) + flops.train(shape, q + r, 0))  # π, V
+        score += 2 * flops.forward(shape, q + r, r) + 2 * flops.forward(shape, q + r, 0)  # π, π_ref; V, RM
+        upd += ppo.ppo_epochs * (flops.train(shape, q + r, r) + flops.train(shape, q + r, 0))  # π, V
     rows, resp = len(response_lens), sum(response_lens)
     upd_tokens = ppo.ppo_epochs * (sum(query_lens) + resp)
     return {
