@@ -8,9 +8,10 @@ from typing import Any
 
 from tasks.common.params import Params
 
-# The product's execution defaults (tasks.common.modeling.trainer_defaults) that are not hyper-parameters: they change
-# speed and memory, not the numbers a step computes. `--baseline-exec trl` leaves them at TRL's defaults (what a
-# script written from the TRL docs gets: activation checkpointing on, for one); `product` gives them to the baseline.
+# The product's execution choices (tasks.common.modeling.trainer_defaults, mixed_precision_weights) are not
+# hyper-parameters: they change speed and memory, not the numbers a step computes. `--baseline-exec trl` leaves them
+# at TRL's defaults (what a script written from the TRL docs gets: activation checkpointing on, fp32 weights under
+# bf16 autocast); `product` gives them to the baseline (bench/workloads/_train.py product_execution).
 PRECISION_KEYS = ("bf16", "use_cpu")
 
 

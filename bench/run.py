@@ -12,9 +12,9 @@ FLOPs counted as bench/flops.py states).
     .venv/bin/python -m bench.run --workloads sft,dpo --reps 5 --out bench/results/sft-dpo.json
     .venv/bin/python -m bench.run --quick                           # the tiny test model, a few rows: seconds
 
-`--baseline-exec product` gives the baselines the product's execution defaults (activation checkpointing off,
-dataloader workers 0, DPO reference log-probs precomputed) instead of TRL's, to separate those choices from the
-rest of the difference. Results go to --out (default bench/results/<date>[-quick].json); the table to stdout.
+`--baseline-exec product` gives the baselines the product's execution choices (activation checkpointing off,
+dataloader workers 0, frozen weights stored in bf16 under bf16 autocast, DPO reference log-probs precomputed)
+instead of TRL's defaults, to separate those choices from the rest of the difference. Results go to --out (default bench/results/<date>[-quick].json); the table to stdout.
 """
 
 from __future__ import annotations

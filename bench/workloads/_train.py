@@ -29,3 +29,13 @@ def lora_config(lora: Any, task_type: str, **extra: Any):
     from peft import LoraConfig
 
     return LoraConfig(task_type=task_type, **lora.model_dump(), **extra)
+
+
+def product_execution(ctx: Context, trainer) -> None:
+    """`--baseline-exec product`: the stage's execution choice between building the trainer and training — frozen
+    weights stored in bf16 under bf16 autocast, trainable ones fp32 (tasks.common.modeling.mixed_precision_weights;
+    the same numbers as autocast over fp32 weights, cast once instead of at every matmul). TRL defaults: nothing."""
+    if ctx.baseline_exec == "product":
+        from tasks.common.modeling import mixed_precision_weights
+
+        mixed_precision_weights(trainer)

@@ -4,7 +4,8 @@ alignflow: `tasks.align.run_align` with align.method dpo (the stage precomputes 
            trainer's constructor, inside the window).
 baseline:  `trl.DPOTrainer` as the TRL docs write it (`ref_model=None` + `peft_config`), params.yaml's align.trainer,
            align.lora and align.beta; TRL's default computes the reference log-probs in every step instead (with
-           `--baseline-exec product` it precomputes them too). Either way one reference forward per pair per epoch.
+           `--baseline-exec product` it precomputes them too, in bf16 weights as the stage does). Either way one
+           reference forward per pair per epoch.
 Measured: the trainer window. Samples are pairs.
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from bench import instrument
 from bench.context import Context
-from bench.workloads._train import lora_config, train_phase
+from bench.workloads._train import lora_config, product_execution, train_phase
 
 
 def alignflow(ctx: Context) -> dict:
@@ -45,10 +46,13 @@ def baseline(ctx: Context) -> dict:
     model = PeftModel.from_pretrained(model, paths.sft_model).merge_and_unload()  # the SFT model
     dataset = Dataset.from_list(rows)
     stage = {"beta": cfg.beta, "loss_type": ["sigmoid"]}
-    if ctx.baseline_exec == "product":
+    if ctx.baseline_exec == "product":  # as the align stage: reference precomputed, with the weights already bf16
         stage["precompute_ref_log_probs"] = True
+        if ctx.trl_kwargs(cfg.trainer)["bf16"]:
+            model.to(torch.bfloat16)
     with instrument.trainer_window() as window:
         trainer = DPOTrainer(model=model, ref_model=None, args=DPOConfig(**ctx.trl_kwargs(cfg.trainer, **stage)),
                              train_dataset=dataset, processing_class=tok, peft_config=lora_config(cfg.lora, "CAUSAL_LM"))
+        product_execution(ctx, trainer)
         trainer.train()
     return {"train": train_phase(ctx, window, cfg.lora.r, lm_head=True, rows_per_sample=2, reference=True)}

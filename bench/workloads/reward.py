@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench import instrument
 from bench.context import Context
-from bench.workloads._train import lora_config, train_phase
+from bench.workloads._train import lora_config, product_execution, train_phase
 
 
 def alignflow(ctx: Context) -> dict:
@@ -44,5 +44,6 @@ def baseline(ctx: Context) -> dict:
         trainer = RewardTrainer(model=model, args=RewardConfig(**ctx.trl_kwargs(cfg.trainer)), train_dataset=dataset,
                                 processing_class=tok,
                                 peft_config=lora_config(cfg.lora, "SEQ_CLS", modules_to_save=["score"]))
+        product_execution(ctx, trainer)
         trainer.train()
     return {"train": train_phase(ctx, window, cfg.lora.r, lm_head=False, rows_per_sample=2)}

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from bench import instrument
 from bench.context import Context
-from bench.workloads._train import lora_config, train_phase
+from bench.workloads._train import lora_config, product_execution, train_phase
 
 
 def alignflow(ctx: Context) -> dict:
@@ -40,5 +40,6 @@ def baseline(ctx: Context) -> dict:
     with instrument.trainer_window() as window:
         trainer = SFTTrainer(model=model, args=SFTConfig(**ctx.trl_kwargs(cfg.trainer)), train_dataset=dataset,
                              processing_class=tok, peft_config=lora_config(cfg.lora, "CAUSAL_LM"))
+        product_execution(ctx, trainer)
         trainer.train()
     return {"train": train_phase(ctx, window, cfg.lora.r, lm_head=True, rows_per_sample=1)}
