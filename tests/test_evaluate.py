@@ -203,3 +203,25 @@ def test_task_without_gold_uses_the_rm_and_reports_the_labels(upstream):
     assert "AI judge agreement with gold labels</td><td>0.625" in report
     assert "position-bias rate" in report and "reward model held-out accuracy (vs the training labels)" in report
     assert all(r["gold"] is None for r in read_jsonl("reports/eval/samples.jsonl"))
+
+
+def test_merged_generation_matches_the_live_adapter(project, tiny_model_dir):
+    """Generation with the adapter merged gives the live adapter's greedy tokens, and unmerging restores the
+    weights (to fp32 rounding)."""
+    import torch
+
+    from tasks.common.modeling import generate, load_causal_lm, load_tokenizer
+    from tasks.evaluation.sampling import merged
+    from tests.test_collect_preferences import build_upstream
+
+    build_upstream(project, tiny_model_dir)
+    model, tok = load_causal_lm("models/sft", merge_last=False), load_tokenizer("models/sft")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    prompts = [[{"role": "user", "content": f"review number {i}"}] for i in range(4)]
+    live = generate(model, tok, prompts, max_new_tokens=8, temperature=0.0)
+    with merged(model):
+        fused = generate(model, tok, prompts, max_new_tokens=8, temperature=0.0)
+        assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items() if "base_layer" in k)
+    assert [[s["ids"] for s in p] for p in fused] == [[s["ids"] for s in p] for p in live]
+    for k, v in model.state_dict().items():
+        torch.testing.assert_close(v, before[k], atol=1e-6, rtol=1e-6)

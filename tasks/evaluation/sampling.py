@@ -4,10 +4,17 @@ Per model: K sampled completions per held-out prompt (the same seed for every mo
 model), KL to the previous model in the chain on the model's own samples, and its greedy answers to the probe
 sets (over-refusal, sycophancy). Memory: the policy chain is loaded with its last adapter live, so the SFT model is
 the same weights with the adapter disabled; likewise the SFT chain gives the base model.
+
+Generation runs with that adapter merged into the weights (`merged`): a live LoRA adds two small matmuls to every
+linear at every decoding step. Measured on the 135M SFT chain, 64 probe prompts × 24 greedy tokens, A/B twice
+(/work/notes/prof/merged_gen.py): bf16 12.4 → 9.1 s, fp32 16.0 → 11.5 s. Scoring (KL) and the reference run
+unmerged; in fp32 a merge/unmerge round trip moves a weight by at most an ulp, and the bf16 probes of the reference
+run before the merge, so they see the exact weights.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +35,9 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
         model = load_causal_lm(paths.policy_model, merge_last=False, dtype=dtype)  # SFT merged in, policy adapter live
         tok = load_tokenizer(paths.policy_model)
         out["policy"] = _sample_with_kl(params, model, tok, prompts, "policy")
-        out["policy"].update(run_probes(params, _for_probes(params, model), tok, probe_sets, "policy"))
+        model = _for_probes(params, model)
+        with merged(model):
+            out["policy"].update(run_probes(params, model, tok, probe_sets, "policy"))
         del model
     if Path(paths.sft_model).exists():
         model = load_causal_lm(paths.sft_model, merge_last=False, dtype=dtype)  # base + live SFT adapter
@@ -37,15 +46,29 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
         with reference(model):
             out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
         model = _for_probes(params, model)
-        out["sft"].update(run_probes(params, model, tok, probe_sets, "sft"))
-        with reference(model):
+        with reference(model):  # before the merge: the reference must see the exact weights
             out["base"].update(run_probes(params, model, tok, probe_sets, "base"))
+        with merged(model):
+            out["sft"].update(run_probes(params, model, tok, probe_sets, "sft"))
     elif Path(paths.base_model).exists():
         model = load_causal_lm(paths.base_model, dtype=dtype)
         tok = load_tokenizer(paths.base_model)
         out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
         out["base"].update(run_probes(params, _for_probes(params, model), tok, probe_sets, "base"))
     return {name: out[name] for name in MODELS if name in out}
+
+
+@contextmanager
+def merged(model):
+    """The live adapter merged into the weights for generation, unmerged again afterwards (see the docstring)."""
+    if not hasattr(model, "merge_adapter"):
+        yield model
+        return
+    model.merge_adapter()
+    try:
+        yield model
+    finally:
+        model.unmerge_adapter()
 
 
 def _for_probes(params: Params, model):
@@ -80,7 +103,8 @@ def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) 
     """Samples from `model`, and KL(model‖reference) estimated on them (reference = adapter disabled)."""
     from tasks.ppo.rollout import reference
 
-    samples = _sample(params, model, tok, prompts, name)
+    with merged(model):
+        samples = _sample(params, model, tok, prompts, name)
     prompt_ids, response_ids = [], []
     for prompt, per_prompt in zip(prompts, samples, strict=True):
         text = tok.apply_chat_template(prompt["prompt"], tokenize=False, add_generation_prompt=True)
