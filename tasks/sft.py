@@ -107,7 +107,8 @@ def run_sft(params: Params) -> dict[str, float]:
             save_trained_adapter(trainer, staging)
             tok.save_pretrained(staging)
             write_chain(staging, base=paths.base_model, adapters=[paths.sft_model])
-        metrics = summarize(trainer.state.log_history, result.metrics, eval_metrics, step)
+        start = int(Path(resume).name.rsplit("-", 1)[-1]) if resume else 0  # checkpoint-<step>
+        metrics = summarize(trainer.state.log_history, result.metrics, eval_metrics, step, start)
         write_json(Path(paths.metrics) / "sft.json", metrics)
         write_curves(PLOTS / "sft.csv", trainer.state.log_history, {"train_loss": "loss", "eval_loss": "eval_loss"})
         log_metrics(metrics)
@@ -127,7 +128,8 @@ def split_rows(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[
 
 
 def summarize(
-    log_history: list[dict[str, Any]], train_metrics: dict[str, float], eval_metrics: dict[str, float], steps: int
+    log_history: list[dict[str, Any]], train_metrics: dict[str, float], eval_metrics: dict[str, float], steps: int,
+    start_step: int = 0,
 ) -> dict[str, float]:
     """The numbers dvc metrics compares: final logged train loss, eval loss, runtime and throughput."""
     losses = [h["loss"] for h in log_history if "loss" in h]
@@ -136,9 +138,12 @@ def summarize(
         "train/runtime": train_metrics.get("train_runtime", float("nan")),
         "train/steps": float(steps),
     }
-    tokens = [h["num_tokens"] for h in log_history if "num_tokens" in h and "loss" in h]
-    if tokens and metrics["train/runtime"] > 0:
-        metrics["train/tokens_per_s"] = tokens[-1] / metrics["train/runtime"]
+    # num_tokens counts from step 0, the runtime only this process's steps: after a resume, count from there on.
+    logged = [(h.get("step", 0), h["num_tokens"]) for h in log_history if "num_tokens" in h and "loss" in h]
+    before = max((n for step, n in logged if step <= start_step), default=0)
+    trained = logged[-1][1] - before if logged else 0
+    if trained > 0 and metrics["train/runtime"] > 0:
+        metrics["train/tokens_per_s"] = trained / metrics["train/runtime"]
     if "eval_loss" in eval_metrics:
         metrics["eval/loss"] = eval_metrics["eval_loss"]
     return metrics

@@ -178,3 +178,14 @@ def test_missing_data_is_a_stage_error(project):
 
     with pytest.raises(StageError, match="data/cai/sft.jsonl"):
         run_sft(load_params())
+
+
+def test_throughput_counts_only_the_steps_this_process_trained():
+    """num_tokens is cumulative from step 0; after resuming at step 2 the 4 s runtime covers steps 3-4 only, and a
+    run resumed at its last checkpoint trained nothing, so it reports no throughput rather than millions."""
+    from tasks.sft import summarize
+
+    history = [{"step": s, "loss": 1.0, "num_tokens": 100 * s} for s in (1, 2, 3, 4)]
+    assert summarize(history, {"train_runtime": 4.0}, {}, 4)["train/tokens_per_s"] == 100.0
+    assert summarize(history, {"train_runtime": 4.0}, {}, 4, start_step=2)["train/tokens_per_s"] == 50.0
+    assert "train/tokens_per_s" not in summarize(history, {"train_runtime": 0.01}, {}, 4, start_step=4)
