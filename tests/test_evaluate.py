@@ -225,3 +225,23 @@ def test_merged_generation_matches_the_live_adapter(project, tiny_model_dir):
     assert [[s["ids"] for s in p] for p in fused] == [[s["ids"] for s in p] for p in live]
     for k, v in model.state_dict().items():
         torch.testing.assert_close(v, before[k], atol=1e-6, rtol=1e-6)
+
+
+def test_reference_results_are_reused_only_while_unchanged(upstream, monkeypatch):
+    """Base/SFT results come from cache/evaluate/ on a re-run (the SFT chain is not even loaded) and give the same
+    metrics as computing them; a changed SFT model is a new key and is computed afresh."""
+    from tasks.common import modeling
+    from tests.test_collect_preferences import save_lora
+
+    first = _run()
+    assert len(list(Path("cache/evaluate").glob("*.json"))) == 1
+    loaded = []
+    real = modeling.load_causal_lm
+    monkeypatch.setattr(modeling, "load_causal_lm", lambda d, *a, **k: loaded.append(str(d)) or real(d, *a, **k))
+    assert _run() == first
+    assert "models/sft" not in loaded and "models/policy" in loaded
+
+    save_lora(Path("models/base"), Path("models/sft"), seed=7)  # another SFT adapter: another key
+    third = _run()
+    assert "models/sft" in loaded and len(list(Path("cache/evaluate").glob("*.json"))) == 2
+    assert third["sft/kl_base"] != first["sft/kl_base"]

@@ -256,6 +256,9 @@ class EvaluateParams(_Strict):
     probes: ProbeParams = ProbeParams()
     judge: EvalJudgeParams = EvalJudgeParams()
     gate: GateParams = GateParams()
+    reuse_reference_results: bool = Field(True, description="reuse the base and SFT models' samples, KL and probe "
+                                          "answers from cache/evaluate/ while their models and the eval set are "
+                                          "unchanged (tasks/evaluation/reference_cache.py)")
 
 
 class LabelParams(_Strict):

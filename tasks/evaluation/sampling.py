@@ -20,6 +20,7 @@ from typing import Any
 
 from tasks.common.metrics import kl_k1, kl_k3
 from tasks.common.params import Params
+from tasks.evaluation import reference_cache
 
 MODELS = ("base", "sft", "policy")
 
@@ -40,16 +41,24 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
             out["policy"].update(run_probes(params, model, tok, probe_sets, "policy"))
         del model
     if Path(paths.sft_model).exists():
-        model = load_causal_lm(paths.sft_model, merge_last=False, dtype=dtype)  # base + live SFT adapter
-        tok = load_tokenizer(paths.sft_model)
-        out["sft"] = _sample_with_kl(params, model, tok, prompts, "sft")
-        with reference(model):
-            out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
-        model = _for_probes(params, model)
-        with reference(model):  # before the merge: the reference must see the exact weights
-            out["base"].update(run_probes(params, model, tok, probe_sets, "base"))
-        with merged(model):
-            out["sft"].update(run_probes(params, model, tok, probe_sets, "sft"))
+        reuse = params.evaluate.reuse_reference_results
+        key = reference_cache.reference_key(params, prompts) if reuse else None
+        cached = reference_cache.load(key) if key else None
+        if cached:
+            out.update(cached)
+        else:
+            model = load_causal_lm(paths.sft_model, merge_last=False, dtype=dtype)  # base + live SFT adapter
+            tok = load_tokenizer(paths.sft_model)
+            out["sft"] = _sample_with_kl(params, model, tok, prompts, "sft")
+            with reference(model):
+                out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
+            model = _for_probes(params, model)
+            with reference(model):  # before the merge: the reference must see the exact weights
+                out["base"].update(run_probes(params, model, tok, probe_sets, "base"))
+            with merged(model):
+                out["sft"].update(run_probes(params, model, tok, probe_sets, "sft"))
+            if key:
+                reference_cache.save(key, {"sft": out["sft"], "base": out["base"]})
     elif Path(paths.base_model).exists():
         model = load_causal_lm(paths.base_model, dtype=dtype)
         tok = load_tokenizer(paths.base_model)
