@@ -29,7 +29,10 @@ Writes metrics/eval.json (flat keys: policy/gold_reward, ...), reports/eval/{rep
 
 from __future__ import annotations
 
+import logging
 import math
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +44,8 @@ from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
 from tasks.evaluation import report_doc, suite
 from tasks.evaluation.sampling import add_rm_scores, sample_models
+
+log = logging.getLogger("alignflow.evaluate")
 
 REFERENCE = {"policy": "sft", "sft": "base"}  # KL(model‖reference): the previous model in the chain
 EVAL_SET_TAG = "alignflow.eval_set"  # runs with equal digests were evaluated on the same sets (gate comparisons)
@@ -54,6 +59,7 @@ def run_evaluate(params: Params) -> dict[str, float]:
     from tasks.common.tracking import log_dataset, log_metrics, stage_run, tracking_uri
 
     cfg, paths = params.evaluate, params.paths
+    timings.clear()
     prompts_file = Path(paths.validated) / "prompts_eval.jsonl"
     if not prompts_file.exists():
         raise StageError(f"evaluate: {prompts_file} not found (run validate first)")
@@ -68,20 +74,25 @@ def run_evaluate(params: Params) -> dict[str, float]:
             mlflow.set_tag(frontier.TAG, method)
         prompts = read_jsonl(prompts_file)[: cfg.max_prompts]
         log_dataset(prompts_file, prompts, context="evaluation")
-        results = sample_models(params, prompts, probe_sets)
+        with phase("sample_kl_probes"):
+            results = sample_models(params, prompts, probe_sets)
         if not results:
             raise StageError(f"evaluate: none of {paths.base_model}, {paths.sft_model}, {paths.policy_model} exists")
-        for res in results.values():
-            if params.data.gold != "none":  # a task without ground truth (data.gold: none) has no gold reward
-                res["gold"] = gold_scores([s["text"] for per_prompt in res["samples"] for s in per_prompt])
+        with phase("gold"):
+            for res in results.values():
+                if params.data.gold != "none":  # a task without ground truth (data.gold: none) has no gold reward
+                    res["gold"] = gold_scores([s["text"] for per_prompt in res["samples"] for s in per_prompt])
         if Path(paths.reward_model).exists():
-            add_rm_scores(params, prompts, results)
+            with phase("rm_scores"):
+                add_rm_scores(params, prompts, results)
 
         per_model = {name: summarise(res, REFERENCE.get(name)) for name, res in results.items()}
-        suite.add_text_metrics(params, results, per_model)
+        with phase("text_metrics"):
+            suite.add_text_metrics(params, results, per_model)
         for res, m in zip(results.values(), per_model.values(), strict=True):
             m.update(suite.probe_metrics(res))
-        judge_info = suite.add_judge_metrics(params, prompts, results, per_model)
+        with phase("judge"):
+            judge_info = suite.add_judge_metrics(params, prompts, results, per_model)
         if "policy" in results and "sft" in results and params.data.gold != "none":
             per_model["policy"]["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
         guard = guard_policy(results)
@@ -93,7 +104,8 @@ def run_evaluate(params: Params) -> dict[str, float]:
         metrics.update(rm_gold_agreement(results))
         train_rm_gain = reward_hacking.read_training_rm_gain("plots/align.csv") if "policy" in results else None
         metrics.update({k: v for k, v in reward_hacking.guard_metrics(guard, train_rm_gain).items() if math.isfinite(v)})
-        classifier = suite.classifier_accuracy(params)
+        with phase("classifier_accuracy"):
+            classifier = suite.classifier_accuracy(params)
         metrics.update(classifier)
 
         client = mlflow.MlflowClient(tracking_uri())
@@ -106,19 +118,36 @@ def run_evaluate(params: Params) -> dict[str, float]:
             mlflow.set_tag("alignflow.gate", "passed" if gate["passed"] else "failed: " + ", ".join(
                 c["name"] for c in gate["checks"] if not c["passed"]))
 
-        rows = sample_rows(prompts, results)
-        data = report_doc.build(params, run.info.run_id, method, eval_set, prompts, results, per_model, guard,
-                                train_rm_gain, points, gate, judge_info, probe_sets, classifier, metrics)
-        report_doc.write(params, data, rows, results)
+        with phase("report"):
+            rows = sample_rows(prompts, results)
+            data = report_doc.build(params, run.info.run_id, method, eval_set, prompts, results, per_model, guard,
+                                    train_rm_gain, points, gate, judge_info, probe_sets, classifier, metrics)
+            report_doc.write(params, data, rows, results)
         write_json(Path(paths.metrics) / "eval.json", metrics)
 
-        log_metrics(metrics)
-        mlflow.log_artifacts(str(Path(paths.reports, "eval")), "eval")
-        if points:
-            mlflow.log_artifact("plots/reward_vs_kl.csv", "eval")
-        mlflow.log_table({k: [r[k] for r in rows] for k in ("prompt_id", "model", "sample", "text", "gold")},
-                         artifact_file="eval_completions.json")
+        with phase("mlflow_logging"):
+            log_metrics(metrics)
+            mlflow.log_artifacts(str(Path(paths.reports, "eval")), "eval")
+            if points:
+                mlflow.log_artifact("plots/reward_vs_kl.csv", "eval")
+            mlflow.log_table({k: [r[k] for r in rows] for k in ("prompt_id", "model", "sample", "text", "gold")},
+                             artifact_file="eval_completions.json")
+        # Where the stage's time went (MLflow only: eval.json stays comparable across runs and machines)
+        log.info("evaluate phases (s): %s", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        log_metrics({f"time/{k}_s": v for k, v in timings.items()})
     return metrics
+
+
+timings: dict[str, float] = {}
+
+
+@contextmanager
+def phase(name: str):
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
 
 
 def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:

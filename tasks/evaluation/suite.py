@@ -47,7 +47,8 @@ def eval_set_digest(params: Params, prompts_file: Path) -> str:
     cfg = params.evaluate
     files = [prompts_file, Path(cfg.probes.over_refusal), Path(cfg.probes.sycophancy), Path(cfg.probes.boilerplate)]
     doc = {"files": {str(f): sha256_file(f) if f.exists() else None for f in files},
-           "evaluate": cfg.model_dump(exclude={"gate", "batch_size"}, mode="json"), "seed": params.seed,
+           "evaluate": cfg.model_dump(exclude={"gate", "batch_size", "reuse_reference_results"}, mode="json"),
+           "seed": params.seed,
            "gold": params.data.gold}
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
