@@ -105,8 +105,8 @@ def run_align(params: Params) -> dict[str, float]:
             {
                 "align": cfg.model_dump(),
                 "seed": params.seed,
-                "data": [sha256_file(f) for f in (train_file, eval_file, Path(cfg.feedback or train_file))
-                         if f.exists()],
+                "data": [sha256_file(f) for f in (train_file, eval_file) if f.exists()],
+                "feedback": sha256_file(cfg.feedback) if cfg.feedback else None,
                 "init": init.info,
                 "sft_model": model_digest(paths.sft_model),
                 "base_model": model_digest(sft_chain["base"]),
