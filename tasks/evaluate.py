@@ -59,7 +59,7 @@ def run_evaluate(params: Params) -> dict[str, float]:
     from tasks.common.tracking import log_dataset, log_metrics, stage_run, tracking_uri
 
     cfg, paths = params.evaluate, params.paths
-    timings.clear()
+    timings = Phases()
     prompts_file = Path(paths.validated) / "prompts_eval.jsonl"
     if not prompts_file.exists():
         raise StageError(f"evaluate: {prompts_file} not found (run validate first)")
@@ -74,24 +74,24 @@ def run_evaluate(params: Params) -> dict[str, float]:
             mlflow.set_tag(frontier.TAG, method)
         prompts = read_jsonl(prompts_file)[: cfg.max_prompts]
         log_dataset(prompts_file, prompts, context="evaluation")
-        with phase("sample_kl_probes"):
+        with timings("sample_kl_probes"):
             results = sample_models(params, prompts, probe_sets)
         if not results:
             raise StageError(f"evaluate: none of {paths.base_model}, {paths.sft_model}, {paths.policy_model} exists")
-        with phase("gold"):
+        with timings("gold"):
             for res in results.values():
                 if params.data.gold != "none":  # a task without ground truth (data.gold: none) has no gold reward
                     res["gold"] = gold_scores([s["text"] for per_prompt in res["samples"] for s in per_prompt])
         if Path(paths.reward_model).exists():
-            with phase("rm_scores"):
+            with timings("rm_scores"):
                 add_rm_scores(params, prompts, results)
 
         per_model = {name: summarise(res, REFERENCE.get(name)) for name, res in results.items()}
-        with phase("text_metrics"):
+        with timings("text_metrics"):
             suite.add_text_metrics(params, results, per_model)
         for res, m in zip(results.values(), per_model.values(), strict=True):
             m.update(suite.probe_metrics(res))
-        with phase("judge"):
+        with timings("judge"):
             judge_info = suite.add_judge_metrics(params, prompts, results, per_model)
         if "policy" in results and "sft" in results and params.data.gold != "none":
             per_model["policy"]["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
@@ -104,7 +104,7 @@ def run_evaluate(params: Params) -> dict[str, float]:
         metrics.update(rm_gold_agreement(results))
         train_rm_gain = reward_hacking.read_training_rm_gain("plots/align.csv") if "policy" in results else None
         metrics.update({k: v for k, v in reward_hacking.guard_metrics(guard, train_rm_gain).items() if math.isfinite(v)})
-        with phase("classifier_accuracy"):
+        with timings("classifier_accuracy"):
             classifier = suite.classifier_accuracy(params)
         metrics.update(classifier)
 
@@ -118,14 +118,14 @@ def run_evaluate(params: Params) -> dict[str, float]:
             mlflow.set_tag("alignflow.gate", "passed" if gate["passed"] else "failed: " + ", ".join(
                 c["name"] for c in gate["checks"] if not c["passed"]))
 
-        with phase("report"):
+        with timings("report"):
             rows = sample_rows(prompts, results)
             data = report_doc.build(params, run.info.run_id, method, eval_set, prompts, results, per_model, guard,
                                     train_rm_gain, points, gate, judge_info, probe_sets, classifier, metrics)
             report_doc.write(params, data, rows, results)
         write_json(Path(paths.metrics) / "eval.json", metrics)
 
-        with phase("mlflow_logging"):
+        with timings("mlflow_logging"):
             log_metrics(metrics)
             mlflow.log_artifacts(str(Path(paths.reports, "eval")), "eval")
             if points:
@@ -138,16 +138,16 @@ def run_evaluate(params: Params) -> dict[str, float]:
     return metrics
 
 
-timings: dict[str, float] = {}
+class Phases(dict):
+    """Seconds per named part of the stage: `with phases("judge"): ...` adds to phases["judge"]."""
 
-
-@contextmanager
-def phase(name: str):
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - start
+    @contextmanager
+    def __call__(self, name: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
 def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:
