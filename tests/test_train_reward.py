@@ -270,3 +270,35 @@ def test_bad_inputs_are_stage_errors(project, tiny_model_dir):
     Path("data/preferences/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(StageError, match=r"train.jsonl:3: missing or empty chosen"):
         run_train_reward(load_params())
+
+
+def test_shared_prefix_scoring_matches_the_plain_path(rm_project):
+    """Scoring with the common prefix's KV cache shared gives the plain forwards' rewards (fp32 rounding), for
+    batches of mixed lengths, including a sequence that is all prefix but its last token."""
+    import torch
+
+    from tasks.common.modeling import load_tokenizer, seed_everything
+    from tasks.common.reward import raw_rewards, shared_prefix
+
+    seed_everything(0)
+    tok = load_tokenizer("models/sft", padding_side="right")
+    model = load_sequence_classifier_for_test(tok)
+    head = "explain the answer because a kind answer is better"
+    prompts = [[{"role": "user", "content": f"{head} {tail}"}] for tail in ("", "a", "b b b", "kind helpful honest")]
+    completions = ["sure", "a better answer because", "b", "rewrite the revised response"]
+    ids = [tok.apply_chat_template(p + [{"role": "assistant", "content": c}], tokenize=True, return_dict=True)["input_ids"]
+           for p, c in zip(prompts, completions)]
+    prefix = shared_prefix(ids, 1)
+    assert len(prefix) >= 10 and all(x[: len(prefix)] == prefix and len(x) > len(prefix) for x in ids)
+    assert shared_prefix(ids, len(prefix) + 1) == [] and shared_prefix(ids[:1], 1) == []
+    assert shared_prefix([[1, 2, 3], [1, 2, 3, 4]], 1) == [1, 2]  # the shorter keeps its last token
+    shared = raw_rewards(model, tok, prompts, completions, batch_size=3, min_shared_prefix=1)
+    plain = raw_rewards(model, tok, prompts, completions, batch_size=3, min_shared_prefix=10**6)
+    torch.testing.assert_close(torch.tensor(shared), torch.tensor(plain), atol=1e-5, rtol=1e-5)
+    assert len(set(shared)) == len(shared)  # a head that ignored its input would pass the comparison trivially
+
+
+def load_sequence_classifier_for_test(tok):
+    from tasks.common.reward import load_sequence_classifier
+
+    return load_sequence_classifier("models/base", ["models/sft"], pad_token_id=tok.pad_token_id).eval()

@@ -105,7 +105,11 @@ def merge_adapter(model, adapter_dir: str | Path):
 
 
 def load_reward_model(model_dir: str | Path):
-    """(model, tokenizer) for scoring: base + SFT + reward adapters merged, trained head restored, offset attached."""
+    """(model, tokenizer) for scoring: base + SFT + reward adapters merged, trained head restored, offset attached.
+
+    Kept in fp32: scoring evaluate's 600 samples in bf16 was 2.1× faster, but the scores' spread is small (σ 0.09)
+    and bf16 moved the policy's mean gain over SFT by 13 % and flipped 5 % of same-prompt orderings
+    (/work/notes/prof/rm_dtype.py) — too much for the reward-hacking guard that compares those gains."""
     from tasks.common.modeling import device, load_tokenizer, read_chain
 
     chain = read_chain(model_dir)
@@ -121,10 +125,18 @@ def load_reward_model(model_dir: str | Path):
 
 
 def raw_rewards(
-    model, tokenizer, prompts: Sequence[Messages], completions: Sequence[str | Messages], batch_size: int = 16
+    model, tokenizer, prompts: Sequence[Messages], completions: Sequence[str | Messages], batch_size: int = 16,
+    min_shared_prefix: int = 8,
 ) -> list[float]:
     """Unnormalised rewards, tokenised exactly as RewardTrainer tokenised training pairs (chat template, no
-    truncation); batches sorted by length and right-padded, results in the caller's order."""
+    truncation); batches sorted by length and right-padded, results in the caller's order.
+
+    The tokens every sequence starts with (the chat template's system prompt and the task's instruction: 31 of 88
+    tokens on the default eval set) run once, and every batch continues from a copy of their KV cache: the same
+    rewards to fp32 rounding (max |Δ| 3e-6 on evaluate's 600 samples) from 35 % fewer tokens, 96 → 57 s
+    (/work/notes/prof/rm_prefix.py). Fewer than `min_shared_prefix` shared tokens: the plain path."""
+    import copy
+
     import torch
 
     if len(prompts) != len(completions):
@@ -138,19 +150,38 @@ def raw_rewards(
     was_training = model.training
     model.eval()
     with torch.inference_mode():
+        prefix = shared_prefix(ids, min_shared_prefix)
+        cache = (model(input_ids=torch.tensor([prefix], device=model.device), use_cache=True).cache
+                 if prefix else None)
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            width = max(len(ids[i]) for i in idx)
+            width = max(len(ids[i]) for i in idx) - len(prefix)
             input_ids = torch.full((len(idx), width), tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
+            mask = torch.zeros((len(idx), len(prefix) + width), dtype=torch.long)
             for row, i in enumerate(idx):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+                rest = ids[i][len(prefix):]
+                input_ids[row, : len(rest)] = torch.tensor(rest)
                 mask[row, : len(ids[i])] = 1
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device)).logits
+            kwargs = {}
+            if cache is not None:  # positions continue from the prefix; the pooled token is the last non-pad one
+                kwargs["cache"] = copy.deepcopy(cache)
+                kwargs["cache"].batch_repeat_interleave(len(idx))
+            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
+                           use_cache=cache is not None, **kwargs).logits
             for row, i in enumerate(idx):
                 out[i] = float(logits[row, 0])
     model.train(was_training)
     return out
+
+
+def shared_prefix(ids: Sequence[Sequence[int]], min_length: int) -> list[int]:
+    """The leading tokens all sequences share, leaving each at least one token of its own (the pooled, last one)."""
+    import os
+
+    if len(ids) < 2:
+        return []
+    prefix = list(os.path.commonprefix([list(x) for x in ids]))[: min(len(x) for x in ids) - 1]
+    return prefix if len(prefix) >= min_length else []
 
 
 def score(

@@ -5,20 +5,17 @@ model), KL to the previous model in the chain on the model's own samples, and it
 sets (over-refusal, sycophancy). Memory: the policy chain is loaded with its last adapter live, so the SFT model is
 the same weights with the adapter disabled; likewise the SFT chain gives the base model.
 
-Generation runs with that adapter merged into the weights (`merged`): a live LoRA adds two small matmuls to every
-linear at every decoding step. Measured on the 135M SFT chain, 64 probe prompts × 24 greedy tokens, A/B twice
-(/work/notes/prof/merged_gen.py): bf16 12.4 → 9.1 s, fp32 16.0 → 11.5 s. Scoring (KL) and the reference run
-unmerged; in fp32 a merge/unmerge round trip moves a weight by at most an ulp, and the bf16 probes of the reference
-run before the merge, so they see the exact weights.
+Generation runs with that adapter merged into the weights (tasks/common/modeling.merged: ~27 % faster decoding,
+weights restored exactly afterwards); scoring (KL) and the reference run unmerged.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tasks.common.metrics import kl_k1, kl_k3
+from tasks.common.modeling import merged
 from tasks.common.params import Params
 from tasks.evaluation import reference_cache
 
@@ -65,19 +62,6 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
         out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
         out["base"].update(run_probes(params, _for_probes(params, model), tok, probe_sets, "base"))
     return {name: out[name] for name in MODELS if name in out}
-
-
-@contextmanager
-def merged(model):
-    """The live adapter merged into the weights for generation, unmerged again afterwards (see the docstring)."""
-    if not hasattr(model, "merge_adapter"):
-        yield model
-        return
-    model.merge_adapter()
-    try:
-        yield model
-    finally:
-        model.unmerge_adapter()
 
 
 def _for_probes(params: Params, model):

@@ -138,7 +138,7 @@ class PPOTrainer:
 
     @torch.no_grad()
     def rollout(self) -> tuple[Batch, dict[str, torch.Tensor], dict[str, float]]:
-        from tasks.common.modeling import generate
+        from tasks.common.modeling import generate, merged
 
         s, tok = self.s, self.tok
         prompts = self._next_prompts()  # the global batch: the same on every rank
@@ -148,8 +148,9 @@ class PPOTrainer:
         if self.world > 1:
             torch.manual_seed(self._sampling_seed())
         t0 = time.perf_counter()
-        samples = generate(self.policy, tok, prompts[mine], num_return_sequences=1,
-                           batch_size=s.rollout_batch_size // self.world, desc="ppo rollout", **s.generation)
+        with merged(self.policy):  # sampling from the same weights, without the live LoRA's extra matmuls
+            samples = generate(self.policy, tok, prompts[mine], num_return_sequences=1,
+                               batch_size=s.rollout_batch_size // self.world, desc="ppo rollout", **s.generation)
         response_ids = [x[0]["ids"] for x in samples]
         scores_list = self.score_fn(prompts[mine], [x[0]["text"] for x in samples])
         if self.world > 1:  # every rank gets the whole batch, in rank order = the global prompt order
