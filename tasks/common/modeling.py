@@ -144,6 +144,8 @@ def generate(
     import torch
     from tqdm.auto import tqdm
 
+    from tasks.common.sampler import sampling_processors
+
     if seed is not None:
         torch.manual_seed(seed)
     texts = [tokenizer.apply_chat_template(p, tokenize=False, add_generation_prompt=True) for p in prompts]
@@ -158,14 +160,14 @@ def generate(
             enc = tokenizer(
                 [texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False
             ).to(model.device)
+            # Each prompt's K rows side by side, as generate's own num_return_sequences expansion lays them out
+            # (greedy mode, which the sampler runs in, accepts one sequence per row only).
+            enc = {k: v.repeat_interleave(num_return_sequences, dim=0) for k, v in enc.items()}
             out = model.generate(
                 **enc,
                 max_new_tokens=max_new_tokens,
-                do_sample=do_sample,
-                temperature=temperature if do_sample else None,
-                top_p=top_p if do_sample else None,
-                top_k=top_k if do_sample else None,
-                num_return_sequences=num_return_sequences,
+                do_sample=False,  # sampling is the last logits processor (tasks/common/sampler.py: 40× cheaper)
+                logits_processor=sampling_processors(temperature, top_p, top_k) if do_sample else None,
                 pad_token_id=tokenizer.pad_token_id,
                 eos_token_id=eos_id,
             )
