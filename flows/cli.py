@@ -26,7 +26,7 @@ HEADLINE = ("policy/gold_reward", "sft/gold_reward", "policy/rm_score", "policy/
 
 
 def _run(args: argparse.Namespace) -> int:
-    from flows.pipeline import pipeline_flow
+    from flows.pipeline import pipeline_flow, stale_stages
     from tasks.common.params import ParamsError, load_params
 
     try:
@@ -35,6 +35,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"alignflow: {exc}", file=sys.stderr)
         return 2
     start = time.perf_counter()
+    if not args.stage and not stale_stages():
+        # Like `dvc repro` (1.3 s): nothing to do is answered without starting Prefect's server (~11 s) or opening
+        # an MLflow run that would record only skips. Scheduled runs (`alignflow serve`) still run the flow.
+        print(f"alignflow run: every stage is up to date (dvc status), nothing to run "
+              f"({time.perf_counter() - start:.1f} s). `alignflow stages` lists them; `dvc repro -f STAGE` forces one.")
+        return 0
     try:
         summary = pipeline_flow(stages=args.stage or None)
     except Exception as exc:  # the flow already logged the details; end with the cause, not a traceback

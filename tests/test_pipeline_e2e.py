@@ -142,6 +142,30 @@ def test_second_repro_is_a_noop(pipeline_run):
     assert json.loads(status.stdout or "{}") == {}
 
 
+def test_noop_alignflow_run_answers_without_a_flow(pipeline_run):
+    """`alignflow run` with every stage up to date says so and opens no MLflow run (no Prefect server start);
+    once a stage's input changes, the same command sees it as stale."""
+    import mlflow
+
+    from flows.pipeline import stale_stages
+
+    root, _ = pipeline_run
+    mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+    before = len(mlflow.search_runs(search_all_experiments=True))
+    r = _sh([str(Path(sys.executable).parent / "alignflow"), "run"], root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "every stage is up to date" in r.stdout
+    assert len(mlflow.search_runs(search_all_experiments=True)) == before
+    assert stale_stages(root) == []
+    probes = root / "data/probes/boilerplate.txt"
+    original = probes.read_text()
+    try:
+        probes.write_text(original + "as a language model\n")
+        assert stale_stages(root) == ["evaluate"]
+    finally:
+        probes.write_text(original)
+
+
 def test_experiment_and_metrics_diff(pipeline_run):
     root, _ = pipeline_run
     _sh(["git", "add", "-A"], root)
