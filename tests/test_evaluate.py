@@ -247,3 +247,39 @@ def test_reference_results_are_reused_only_while_unchanged(upstream, monkeypatch
     third = _run()
     assert "models/sft" in loaded and len(list(Path("cache/evaluate").glob("*.json"))) == 2
     assert third["sft/kl_base"] != first["sft/kl_base"]
+
+
+def test_kl_scoring_with_a_shared_prefix_matches_plain_scoring(project, tiny_model_dir):
+    """evaluate's response log-probs (prefix KV cache shared, batches grouped by length) equal PPO's plain scoring
+    of each whole sequence, for the live adapter and for the reference."""
+    import torch
+
+    from tasks.common.modeling import generate, load_causal_lm, load_tokenizer
+    from tasks.common.prefix_cache import shared_prefix
+    from tasks.evaluation.sampling import response_logprobs
+    from tasks.ppo.rollout import pack, reference, token_logprobs
+    from tests.test_collect_preferences import build_upstream
+
+    build_upstream(project, tiny_model_dir)
+    model, tok = load_causal_lm("models/sft", merge_last=False), load_tokenizer("models/sft")
+    head = "explain the answer because a kind answer is better than a harmful answer"
+    prompts = [[{"role": "user", "content": f"{head} {tail}"}] for tail in ("a", "b b b", "kind helpful", "sure")]
+    samples = generate(model, tok, prompts, max_new_tokens=7, num_return_sequences=2, seed=3)
+    prompt_ids, response_ids = [], []
+    for prompt, per in zip(prompts, samples, strict=True):
+        ids = tok(tok.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True),
+                  add_special_tokens=False)["input_ids"]
+        for s in per:
+            prompt_ids.append(ids)
+            response_ids.append(list(s["ids"]))
+    assert len(shared_prefix(prompt_ids)) >= 8  # the shared path is really taken
+    for state in ("policy", "reference"):
+        with reference(model) if state == "reference" else torch.inference_mode():
+            fast = response_logprobs(model, tok, prompt_ids, response_ids, temperature=0.7, batch_size=3)
+            with torch.inference_mode():
+                batch = pack(prompt_ids, response_ids, tok.pad_token_id, tok.eos_token_id)
+                plain = [row[keep.bool()].tolist()
+                         for row, keep in zip(token_logprobs(model, batch, 0.7), batch.mask, strict=True)]
+        assert [len(x) for x in fast] == [len(x) for x in plain] == [len(r) for r in response_ids]
+        for a, b in zip(fast, plain, strict=True):
+            torch.testing.assert_close(torch.tensor(a), torch.tensor(b), atol=1e-5, rtol=1e-5)

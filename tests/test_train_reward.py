@@ -278,7 +278,8 @@ def test_shared_prefix_scoring_matches_the_plain_path(rm_project):
     import torch
 
     from tasks.common.modeling import load_tokenizer, seed_everything
-    from tasks.common.reward import raw_rewards, shared_prefix
+    from tasks.common.prefix_cache import shared_prefix
+    from tasks.common.reward import raw_rewards
 
     seed_everything(0)
     tok = load_tokenizer("models/sft", padding_side="right")

@@ -20,6 +20,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from tasks.common.prefix_cache import MIN_SHARED, expanded, prefix_cache, shared_prefix
+
 Messages = list[dict[str, str]]
 
 
@@ -126,17 +128,15 @@ def load_reward_model(model_dir: str | Path):
 
 def raw_rewards(
     model, tokenizer, prompts: Sequence[Messages], completions: Sequence[str | Messages], batch_size: int = 16,
-    min_shared_prefix: int = 8,
+    min_shared_prefix: int = MIN_SHARED,
 ) -> list[float]:
     """Unnormalised rewards, tokenised exactly as RewardTrainer tokenised training pairs (chat template, no
     truncation); batches sorted by length and right-padded, results in the caller's order.
 
-    The tokens every sequence starts with (the chat template's system prompt and the task's instruction: 31 of 88
-    tokens on the default eval set) run once, and every batch continues from a copy of their KV cache: the same
-    rewards to fp32 rounding (max |Δ| 3e-6 on evaluate's 600 samples) from 35 % fewer tokens, 96 → 57 s
-    (/work/notes/prof/rm_prefix.py). Fewer than `min_shared_prefix` shared tokens: the plain path."""
-    import copy
-
+    The tokens every sequence starts with run once, and every batch continues from a copy of their KV cache
+    (tasks/common/prefix_cache.py): the same rewards to fp32 rounding (max |Δ| 3e-6 on evaluate's 600 samples) from
+    35 % fewer tokens, 96 → 57 s (/work/notes/prof/rm_prefix.py). Fewer than `min_shared_prefix` shared tokens: the
+    plain path."""
     import torch
 
     if len(prompts) != len(completions):
@@ -151,8 +151,7 @@ def raw_rewards(
     model.eval()
     with torch.inference_mode():
         prefix = shared_prefix(ids, min_shared_prefix)
-        cache = (model(input_ids=torch.tensor([prefix], device=model.device), use_cache=True).cache
-                 if prefix else None)
+        cache = prefix_cache(model, prefix) if prefix else None
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
             width = max(len(ids[i]) for i in idx) - len(prefix)
@@ -162,26 +161,14 @@ def raw_rewards(
                 rest = ids[i][len(prefix):]
                 input_ids[row, : len(rest)] = torch.tensor(rest)
                 mask[row, : len(ids[i])] = 1
-            kwargs = {}
-            if cache is not None:  # positions continue from the prefix; the pooled token is the last non-pad one
-                kwargs["cache"] = copy.deepcopy(cache)
-                kwargs["cache"].batch_repeat_interleave(len(idx))
+            # positions continue from the prefix; the pooled token is the last non-pad one of the rest
+            kwargs = {"cache": expanded(cache, len(idx))} if cache is not None else {}
             logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
                            use_cache=cache is not None, **kwargs).logits
             for row, i in enumerate(idx):
                 out[i] = float(logits[row, 0])
     model.train(was_training)
     return out
-
-
-def shared_prefix(ids: Sequence[Sequence[int]], min_length: int) -> list[int]:
-    """The leading tokens all sequences share, leaving each at least one token of its own (the pooled, last one)."""
-    import os
-
-    if len(ids) < 2:
-        return []
-    prefix = list(os.path.commonprefix([list(x) for x in ids]))[: min(len(x) for x in ids) - 1]
-    return prefix if len(prefix) >= min_length else []
 
 
 def score(

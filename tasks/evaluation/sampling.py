@@ -115,18 +115,28 @@ def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) 
 def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: list[list[int]], temperature: float,
                       batch_size: int) -> list[list[float]]:
     """log π(y_t | x, y_<t) of every response token, logits / temperature: scored exactly as PPO scores its
-    rollouts (tasks/ppo/rollout.py — prompts left-padded, positions from the attention mask)."""
+    rollouts (tasks/ppo/rollout.py — prompts left-padded, positions from the attention mask), except that the
+    tokens every prompt starts with run once and each batch continues from their KV cache
+    (tasks/common/prefix_cache.py), and batches are grouped by length."""
     import torch
 
+    from tasks.common.prefix_cache import expanded, prefix_cache, shared_prefix
     from tasks.ppo.rollout import pack, token_logprobs
 
-    out: list[list[float]] = []
+    shared = shared_prefix(prompt_ids)
+    n = len(shared)
+    order = sorted(range(len(prompt_ids)), key=lambda i: len(prompt_ids[i]) + len(response_ids[i]))
+    out: list[list[float]] = [[] for _ in prompt_ids]
     with torch.inference_mode():
-        for start in range(0, len(prompt_ids), batch_size):
-            batch = pack(prompt_ids[start : start + batch_size], response_ids[start : start + batch_size],
-                         tok.pad_token_id, tok.eos_token_id, model.device)
-            logp = token_logprobs(model, batch, temperature)
-            out.extend(row[keep.bool()].tolist() for row, keep in zip(logp, batch.mask, strict=True))
+        cache = prefix_cache(model, shared) if shared else None
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            batch = pack([prompt_ids[i][n:] for i in idx], [response_ids[i] for i in idx], tok.pad_token_id,
+                         tok.eos_token_id, model.device)
+            prefix = (n, expanded(cache, len(idx))) if cache is not None else None
+            logp = token_logprobs(model, batch, temperature, prefix=prefix)
+            for i, row, keep in zip(idx, logp, batch.mask, strict=True):
+                out[i] = row[keep.bool()].tolist()
     return out
 
 

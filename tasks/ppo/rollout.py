@@ -58,14 +58,23 @@ def model_inputs(batch: Batch) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": attention, "position_ids": (attention.cumsum(-1) - 1).clamp(min=0)}
 
 
-def token_logprobs(model, batch: Batch, temperature: float, with_entropy: bool = False):
+def token_logprobs(model, batch: Batch, temperature: float, with_entropy: bool = False, prefix=None):
     """log π(y_t | x, y_<t) for every response position ([B, Lr], 0 where masked), logits / temperature; with
-    `with_entropy` also the per-position entropy. Gradients flow when called outside no_grad."""
+    `with_entropy` also the per-position entropy. Gradients flow when called outside no_grad.
+
+    `prefix`: (length, KV cache expanded to the batch) of tokens every query starts with, left out of
+    `batch.query` (tasks/common/prefix_cache.py); positions and the attention mask continue from it."""
     from tasks.ppo.core import entropy_from_logits
 
     lr = batch.response.shape[1]
+    inputs = model_inputs(batch)
+    if prefix is not None:
+        length, cache = prefix
+        ones = torch.ones(batch.query.shape[0], length, dtype=inputs["attention_mask"].dtype, device=batch.query.device)
+        inputs.update(attention_mask=torch.cat([ones, inputs["attention_mask"]], dim=1),
+                      position_ids=inputs["position_ids"] + length, cache=cache, use_cache=True)
     # Only the logits that predict response tokens: positions Lq−1 … Lq+Lr−2.
-    logits = model(**model_inputs(batch), logits_to_keep=lr + 1).logits[:, :-1].float() / temperature
+    logits = model(**inputs, logits_to_keep=lr + 1).logits[:, :-1].float() / temperature
     logp = torch.log_softmax(logits, dim=-1).gather(-1, batch.response[..., None]).squeeze(-1) * batch.mask
     if with_entropy:
         return logp, entropy_from_logits(logits) * batch.mask
