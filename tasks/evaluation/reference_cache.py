@@ -24,7 +24,7 @@ log = logging.getLogger("alignflow.evaluate")
 CACHE_DIR = Path("cache/evaluate")
 # The code that turns (models, prompts, settings) into the cached results.
 CODE = ("tasks/evaluation/sampling.py", "tasks/evaluation/pathologies.py", "tasks/evaluation/probes.py",
-        "tasks/common/modeling.py", "tasks/common/sampler.py", "tasks/ppo/rollout.py")
+        "tasks/common/modeling.py", "tasks/common/sampler.py", "tasks/common/prefix_cache.py", "tasks/ppo/rollout.py")
 
 
 def reference_key(params: Any, prompts: list[dict]) -> str:
