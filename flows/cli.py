@@ -39,7 +39,7 @@ def _run(args: argparse.Namespace) -> int:
         # Like `dvc repro` (1.3 s): nothing to do is answered without starting Prefect's server (~11 s) or opening
         # an MLflow run that would record only skips. Scheduled runs (`alignflow serve`) still run the flow.
         print(f"alignflow run: every stage is up to date (dvc status), nothing to run "
-              f"({time.perf_counter() - start:.1f} s). `alignflow stages` lists them; `dvc repro -f STAGE` forces one.")
+              f"({time.perf_counter() - start:.1f} s). `alignflow stages` lists them; `dvc repro -f -s STAGE` forces one.")
         return 0
     try:
         summary = pipeline_flow(stages=args.stage or None)
