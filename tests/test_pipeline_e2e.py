@@ -122,7 +122,7 @@ def test_gate_decision_moves_the_champion_alias_or_names_the_failed_checks(pipel
     client = mlflow.MlflowClient()
     if summary["promoted"]:
         assert tags["alignflow.gate"] == "passed"
-        assert client.get_model_version_by_alias("alignflow-policy", "champion").version == "1"
+        assert str(client.get_model_version_by_alias("alignflow-policy", "champion").version) == "1"
     else:
         failed = [c["name"] for c in gate["checks"] if not c["passed"]]
         assert tags["alignflow.gate"] == "failed: " + ", ".join(failed)

@@ -54,14 +54,19 @@ def build(tiny_model_dir, seed=0, **settings):
 
 def test_ppo_raises_a_toy_reward_while_the_kl_stays_under_target(rl_model_dir):
     trainer = build(rl_model_dir, target_kl=15.0, kl_horizon=200.0)
-    history = [trainer.step() for _ in range(15)]
+    # 30 steps: over 15 the toy reward's trend depends on the random stream (measured over seeds 0–2: +0.02 to
+    # +0.74); over 30 it is clear (seed 0: 0.14 → 0.43, seed 1: 0.17 → 0.78)
+    history = [trainer.step() for _ in range(30)]
     first = sum(h["objective/scores"] for h in history[:3]) / 3
     last = sum(h["objective/scores"] for h in history[-3:]) / 3
-    assert last > first + 0.08, [round(h["objective/scores"], 3) for h in history]  # measured: 0.10 → 0.26
-    assert all(h["objective/kl"] < 15.0 for h in history), [round(h["objective/kl"], 2) for h in history]
+    assert last > first + 0.15, [round(h["objective/scores"], 3) for h in history]
+    # adaptive β holds the KL around its target, not under it: measured (seed 0) 0 → 6.8 by step 5, 13.5 by step 20,
+    # then 12.4–19.2 around the target of 15
+    kls = [round(h["objective/kl"], 2) for h in history]
+    assert all(k < 15.0 for k in kls[:15]) and all(k < 1.5 * 15.0 for k in kls), kls
     # a stronger fixed KL penalty keeps the policy closer to the reference on the same data and seed
     tight = build(rl_model_dir, kl_coef=1.0)
-    tight_history = [tight.step() for _ in range(15)]
+    tight_history = [tight.step() for _ in range(30)]
     assert tight_history[-1]["objective/kl"] < history[-1]["objective/kl"]
     for h in history:
         assert 0 <= h["policy/clipfrac"] <= 1 and h["policy/approx_kl"] >= 0 and h["policy/entropy"] > 0
