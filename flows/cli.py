@@ -116,10 +116,11 @@ def _online(args: argparse.Namespace) -> int:
 
 
 def _stages(args: argparse.Namespace) -> int:
-    from flows.pipeline import stage_is_stale, stage_order
+    from flows.pipeline import stage_order, stale_stages
 
+    stale = set(stale_stages())  # one `dvc status`, not one per stage
     for name in stage_order():
-        print(f"{name:22s} {'stale' if stage_is_stale(name) else 'up to date'}")
+        print(f"{name:22s} {'stale' if name in stale else 'up to date'}")
     return 0
 
 
