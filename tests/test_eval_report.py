@@ -136,8 +136,12 @@ def test_report_in_headless_chromium_and_rerendered_from_mlflow(project, tiny_mo
     assert data["run"]["run_id"] == run_id and data["metrics"] == metrics
 
 
-def test_page_warns_when_the_judge_follows_the_order_not_the_replies():
-    doc = _doc(judge={"identity": "local:base", "tie_margin": 0.05})
-    assert "flips with the order" not in report.render_html(doc)
-    doc["per_model"]["policy"]["judge_order_disagreement_vs_sft"] = 1.0
-    assert "flips with the order of the two replies on 100% of the pairs" in report.render_html(doc)
+def test_page_says_when_the_judge_is_uninformative_next_to_its_win_rate():
+    doc = _doc(judge={"identity": "local:base", "tie_margin": 0.05, "uninformative": {}})
+    assert "uninformative" not in report.render_html(doc)
+    doc["judge"]["uninformative"] = {"sft": ["agrees with gold on 52% of these pairs (< min_agreement_gold 60%)"]}
+    page = report.render_html(doc)
+    assert "The judge is uninformative on this run's own pairs (policy vs sft): it agrees with gold on 52%" in page
+    assert "the promotion gate does not use it" in page
+    # the note sits right after the metrics table, where the win rates are
+    assert page.index("<h2>Metrics</h2>") < page.index("uninformative") < page.index("<h2>Reward</h2>")

@@ -204,6 +204,21 @@ def test_primary_metric_required_and_win_rate_bar():
     assert [c.name for c in d.failed()] == ["beats_sft"]
 
 
+def test_uninformative_judge_win_rate_is_not_used():
+    cfg = GateParams(metric="judge_win_rate_vs_sft", min_gain_vs_sft=0.05)
+    flagged = {**GOOD, "policy/judge_win_rate_vs_sft": 0.9, "policy/judge_uninformative_vs_sft": 1.0}
+    d = gate.decide(flagged, cfg, None, None)
+    assert not d.passed and [c.name for c in d.failed()] == ["beats_sft"]
+    assert "uninformative" in _check(d, "beats_sft").detail and "not used" in _check(d, "beats_sft").detail
+    champion = gate.Champion(version="1", run_id="r1", metrics={"policy/judge_win_rate_vs_sft": 0.6}, eval_set="e")
+    d = gate.decide(flagged, cfg, champion, "e")  # nor against a champion
+    assert "uninformative" in _check(d, "beats_champion").detail
+    # a flag on the other comparison (vs base) does not touch the win rate vs SFT; gold_reward ignores the flag
+    other = {**GOOD, "policy/judge_win_rate_vs_sft": 0.9, "policy/judge_uninformative_vs_base": 1.0}
+    assert gate.decide(other, cfg, None, None).passed
+    assert gate.decide(flagged, GateParams(), None, None).passed
+
+
 def test_disabled_gate_promotes_nothing(with_champion):
     client, exp = with_champion
     run, _, d = _gate(client, exp, {**GOOD, "policy/gold_reward": 0.9}, cfg=GateParams(enabled=False))

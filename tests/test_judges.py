@@ -113,12 +113,17 @@ def test_quality_signals_hand_computed():
 
 
 def test_pairing_rules():
-    from tasks.common.pairing import assign_shares, disjoint_pairs, to_row
+    from tasks.common.pairing import all_pairs, assign_shares, borda_best_worst, to_row
 
     prompt = {"id": "p1", "prompt": PROMPT}
-    pairs = disjoint_pairs(prompt, ["a", "b", "", "c", "c", "d"])  # empty skipped; (c, c) identical: not judged
-    assert [(p["a"], p["b"]) for p in pairs] == [("a", "b")]
-    assert [p["id"] for p in disjoint_pairs(prompt, ["a", "b", "c", "d"])] == ["p1-p0", "p1-p1"]
+    pairs = all_pairs(prompt, ["a", "b", "", "c", "c"])  # empty skipped; (c, c) identical: not judged
+    assert [(p["a"], p["b"], p["id"]) for p in pairs] == [("a", "b", "p1-01"), ("a", "c", "p1-03"), ("a", "c", "p1-04"),
+                                                          ("b", "c", "p1-13"), ("b", "c", "p1-14")]
+    # Borda: wins a = 0.9 + 0.6 = 1.5, b = 0.1 + 0.2 = 0.3, c = 0.4 + 0.8 = 1.2 → best a, worst b: pair a-b
+    three = all_pairs(prompt, ["a", "b", "c"])
+    assert borda_best_worst(three, [0.9, 0.6, 0.2]) == "p1-01"
+    assert borda_best_worst(three, [0.1, 0.5, 0.5]) == "p1-01"  # b best (1.4), a worst (0.6): the same pair
+    assert borda_best_worst([], []) is None
 
     shares = assign_shares([f"x{i}" for i in range(100)], {"ai": 3.0, "gold": 1.0}, seed=1)
     assert sum(v == "ai" for v in shares.values()) == 75
@@ -129,3 +134,61 @@ def test_pairing_rules():
     assert row["chosen"][0]["content"] == "bad" and row["label"] == pytest.approx(0.7)
     assert (row["score_chosen"], row["score_rejected"], row["gold_label"]) == (-0.5, 0.8, 0.0)
     assert to_row(pair, 0.5, "ai", "judge-x", None) is None
+
+
+def test_contextual_calibration_hand_computed():
+    from tasks.judges.local import calibrate_p
+
+    # logit 0.8 − logit 0.6 = ln 4 − ln 1.5 = ln(8/3) → p = (8/3) / (1 + 8/3) = 8/11
+    assert calibrate_p(0.8, 0.6) == pytest.approx(8 / 11)
+    assert calibrate_p(0.8, 0.5) == pytest.approx(0.8)  # a judge without a prior is left as it is
+    assert calibrate_p(0.7, 0.7) == pytest.approx(0.5)  # an answer that is only the prior says nothing
+    assert 0 < calibrate_p(1.0, 0.0) < 1  # clipped, never 0/0
+
+
+def test_calibrated_local_judge_subtracts_the_content_free_prior(tiny_model_dir):
+    from tasks.judges.base import Query
+    from tasks.judges.local import CONTENT_FREE, LocalJudge, calibrate_p
+
+    raw = LocalJudge(tiny_model_dir, CONSTITUTION, None, dtype="float32", few_shot=False, batch_size=2)
+    cal = LocalJudge(tiny_model_dir, CONSTITUTION, None, dtype="float32", few_shot=False, batch_size=2,
+                     calibrate=True)
+    principle = CONSTITUTION.get("positivity")
+    p_raw, p_free = (v.p_first for v in raw.score([Query(PROMPT, "great fun", "a boring mess", principle),
+                                                   Query(PROMPT, CONTENT_FREE, CONTENT_FREE, principle)]))
+    j = cal.pairwise(PROMPT, "great fun", "a boring mess", principle)
+    assert j.p_ab == pytest.approx(calibrate_p(p_raw, p_free), abs=1e-6)
+    assert cal.key(Query(PROMPT, "a", "b", None)) != raw.key(Query(PROMPT, "a", "b", None))  # cached apart
+
+
+def test_pointwise_judge_on_the_tiny_model(tiny_model_dir):
+    import math
+
+    from tasks.judges.pointwise import PointwiseJudge
+
+    judge = PointwiseJudge(tiny_model_dir, CONSTITUTION, None, batch_size=3, dtype="float32")
+    assert judge.identity.startswith("pointwise:model@")
+    items = [(PROMPT, "great fun", "a boring mess", CONSTITUTION.get("positivity")),
+             (PROMPT, "i loved it", "great fun", CONSTITUTION.get("positivity")),
+             (PROMPT, "i loved it", "i hated it", None)]
+    out = judge.pairwise_many(items)
+    # 5 distinct (reply, question) ratings for 6 ordered questions: each reply is rated once
+    assert judge.rated == 5
+    for (_, a, b, pr), j in zip(items, out, strict=True):
+        # order-invariant by construction: p_BA = 1 − p_AB, no flip, and p = σ(r_a − r_b)
+        assert j.p_ba == pytest.approx(1 - j.p_ab, abs=1e-12) and not j.position_flip and j.disagreement < 1e-12
+        r_a, r_b = (judge.ratings[judge._rating_key(PROMPT, x, pr)] for x in (a, b))
+        assert j.p_a == pytest.approx(1 / (1 + math.exp(-(r_a - r_b))))
+    # batched, right-padded and continued from the shared prefix's cache = one plain forward over the whole question
+    import torch
+
+    from tasks.judges.pointwise import RATING_PREFIX, rating_messages
+
+    tok, model = judge.tokenizer, judge.model
+    for (_, a, _, pr) in items:
+        text = tok.apply_chat_template(rating_messages(PROMPT, a, pr), tokenize=False, add_generation_prompt=True)
+        ids = tok(text + RATING_PREFIX, add_special_tokens=False, return_tensors="pt").input_ids
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=ids).logits[0, -1].float(), dim=-1)
+        yes, no = (int(x) for x in tok(" yes no", add_special_tokens=False).input_ids)
+        assert judge.ratings[judge._rating_key(PROMPT, a, pr)] == pytest.approx(float(logp[yes] - logp[no]), abs=1e-4)

@@ -21,7 +21,7 @@ from tests.conftest import REPO, tiny_params
 
 pytestmark = pytest.mark.slow
 
-STAGES = ["prepare_model", "validate", "critique_revise", "sft", "collect_preferences", "train_reward", "align", "evaluate"]
+STAGES = ["prepare_model", "prepare_judge", "validate", "critique_revise", "sft", "collect_preferences", "train_reward", "align", "evaluate"]
 
 
 def _sh(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:

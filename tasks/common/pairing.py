@@ -5,8 +5,10 @@ Gold source: best vs worst of the K samples by gold score, kept only above a min
 With `reward_pairs: all` the reward model also gets every other pair of the K samples above the margin (up to
 K·(K−1)/2 per prompt, at no extra sampling cost) while the DPO data stay best vs worst; pairs of one prompt
 always fall on the same side of the held-out split.
-AI / mix sources: disjoint pairs (s0, s1), (s2, s3), … of the K samples — every sample is judged once, and a
-judge call is never spent on a pair whose answer another pair already implies. The judge decides the direction.
+AI / mix sources: every pair of the K samples is judged under one principle drawn for the prompt (a pointwise judge
+rates each sample once, so this costs K ratings, not K·(K−1)/2 comparisons); the samples are ranked by summed win
+probability (Borda) and the judge's best vs worst is the prompt's DPO pair. The judge decides the direction.
+Mix shares the prompts, not the pairs, between the gold and the AI judge.
 
 A judged pair becomes one row oriented so that `chosen` is the preferred side, `label` = p(chosen better) ≥ ½.
 Exact ties (p = ½) carry no direction and are dropped. Rows with |p − ½| > δ (`hard_threshold`) also go to the
@@ -70,15 +72,33 @@ def margin_pairs(prompt: dict[str, Any], texts: list[str], scores: list[float], 
     return rows
 
 
-def disjoint_pairs(prompt: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
-    """Candidate pairs (a, b) of consecutive samples; empty or identical texts are skipped, not judged."""
-    usable = [t for t in texts if t.strip()]
+def all_pairs(prompt: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
+    """Every pair (i < j) of a prompt's distinct non-empty samples: what the AI source judges (ids <prompt>-<i><j>)."""
     pairs = []
-    for k in range(0, len(usable) - 1, 2):
-        a, b = usable[k], usable[k + 1]
-        if a != b:
-            pairs.append({"id": f"{prompt['id']}-p{k // 2}", "prompt": prompt["prompt"], "a": a, "b": b})
+    for i in range(len(texts)):
+        for j in range(i + 1, len(texts)):
+            a, b = texts[i], texts[j]
+            if a.strip() and b.strip() and a != b:
+                pairs.append({"id": f"{prompt['id']}-{i}{j}", "prompt_id": prompt["id"], "prompt": prompt["prompt"],
+                              "a": a, "b": b})
     return pairs
+
+
+def borda_best_worst(pairs: list[dict[str, Any]], p_a: list[float]) -> str | None:
+    """The id of the pair (best, worst) when the samples are ranked by their summed win probability over the
+    judged pairs (Borda count); None when that pair was not judged (e.g. identical texts) or nothing was."""
+    wins: dict[str, float] = {}
+    for pair, p in zip(pairs, p_a, strict=True):
+        wins[pair["a"]] = wins.get(pair["a"], 0.0) + p
+        wins[pair["b"]] = wins.get(pair["b"], 0.0) + 1.0 - p
+    if len(wins) < 2:
+        return None
+    ranked = sorted(wins, key=lambda t: -wins[t])
+    best, worst = ranked[0], ranked[-1]
+    for pair in pairs:
+        if {pair["a"], pair["b"]} == {best, worst}:
+            return pair["id"]
+    return None
 
 
 def draw_principle(constitution: Constitution, seed: int, pair_id: str) -> Principle:

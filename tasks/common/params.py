@@ -24,6 +24,7 @@ class Paths(_Strict):
     """Where each stage reads and writes; dvc.yaml reads the same keys through ${paths.*}."""
 
     base_model: str = "models/base"
+    judge_model: str = "models/judge"
     validated: str = "data/validated"
     sft_model: str = "models/sft"
     sft_checkpoints: str = "checkpoints/sft"
@@ -39,9 +40,16 @@ class Paths(_Strict):
 
 
 class PrepareModelParams(_Strict):
-    source: str = Field("smollm2-gguf", description="hub id, local dir, .gguf file, or 'smollm2-gguf'")
+    source: str = Field("smollm2-gguf", description="hub id, local dir, .gguf file, or a packaged name "
+                        "(tasks/common/packaged_models.py: smollm2-gguf, qwen2.5-coder-0.5b-gguf, ...)")
     gguf_file: str | None = None
     revision: str | None = None
+
+
+class PrepareJudgeParams(PrepareModelParams):
+    """The AI judge's model, prepared like the base model into paths.judge_model."""
+
+    source: str = Field("qwen2.5-coder-0.5b-gguf", description="as prepare_model.source")
 
 
 class DataParams(_Strict):
@@ -95,14 +103,17 @@ class SftParams(_Strict):
 class JudgeParams(_Strict):
     """The AI judge (RL-CAI labelling). The API key is read from the environment variable `api_key_env` only."""
 
-    kind: Literal["local", "openai"] = "local"
-    model: str | None = Field(None, description="local: model dir (stage output or HF dir) or hub id, default the SFT model; openai: model name")
+    kind: Literal["pointwise", "local", "openai"] = Field("pointwise", description="pointwise: rate each reply "
+        "Yes/No, compare ratings (tasks/judges/pointwise.py); local: A/B letters, both orders; openai: an endpoint")
+    model: str | None = Field(None, description="pointwise/local: model dir (stage output or HF dir) or hub id, "
+                              "default paths.judge_model; openai: model name")
     base_url: str | None = Field(None, description="OpenAI-compatible endpoint, e.g. http://localhost:8000/v1")
     api_key_env: str = Field("OPENAI_API_KEY", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     chain_of_thought: bool = False
     cot_clamp: tuple[float, float] = (0.4, 0.6)
     cot_max_new_tokens: int = Field(64, gt=0)
     few_shot: bool = False
+    calibrate: bool = Field(False, description="local: subtract the content-free prior (contextual calibration)")
     batch_size: int = Field(16, gt=0)
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     max_concurrency: int = Field(4, gt=0)
@@ -226,10 +237,14 @@ class ProbeParams(_Strict):
 
 
 class EvalJudgeParams(JudgeParams):
-    """The judge of the win rates. kind local with model null = the base model: a judge that is neither of the
-    two models it compares (a judge prefers its own outputs), and the same judge for every run of the project."""
+    """The judge of the win rates. model null = paths.judge_model: a judge that is neither of the two models it
+    compares (a judge prefers its own outputs), and the same judge for every run of the project."""
 
     tie_margin: float = Field(0.05, ge=0.0, lt=0.5, description="|p − 0.5| ≤ margin counts as a tie")
+    min_agreement_gold: float = Field(0.6, ge=0.0, le=1.0, description="below this agreement with gold on the "
+                                      "run's own pairs the judge is uninformative: reported, not used by the gate")
+    max_order_disagreement: float = Field(0.5, ge=0.0, le=1.0, description="above this share of order flips the "
+                                          "judge is uninformative (a pointwise judge never flips)")
 
 
 class GateParams(_Strict):
@@ -301,6 +316,7 @@ class Params(_Strict):
     seed: int = 42
     paths: Paths = Paths()
     prepare_model: PrepareModelParams = PrepareModelParams()
+    prepare_judge: PrepareJudgeParams = PrepareJudgeParams()
     data: DataParams = DataParams()
     validate_: ValidateParams = Field(ValidateParams(), alias="validate")
     critique_revise: CritiqueReviseParams = CritiqueReviseParams()

@@ -93,8 +93,21 @@ def _get(metrics: dict[str, float], key: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
+def _uninformative(metrics, m: str) -> str | None:
+    """Why a judge win rate cannot decide, when evaluate flagged its judge uninformative on the run's own pairs."""
+    if not m.startswith("judge_"):
+        return None
+    ref = "base" if m.endswith(("_vs_base", "_vs_base_lc")) else "sft"
+    if _get(metrics, f"policy/judge_uninformative_vs_{ref}") == 1.0:
+        return (f"policy/{m}: the judge was uninformative on this run's own pairs (agreement with gold or with the "
+                "other order below evaluate.judge's thresholds): its win rate is not used")
+    return None
+
+
 def _beats_sft(metrics, cfg) -> Check:
     name, m = "beats_sft", cfg.metric
+    if (why := _uninformative(metrics, m)) is not None:
+        return Check(name, False, why)
     policy = _get(metrics, f"policy/{m}")
     if policy is None:
         return Check(name, False, f"policy/{m} was not measured: the primary metric is required")
@@ -115,6 +128,8 @@ def _beats_champion(metrics, cfg, champion: Champion | None, eval_set: str | Non
     name, m = "beats_champion", cfg.metric
     if champion is None:
         return Check(name, True, "no champion yet: first promotion")
+    if (why := _uninformative(metrics, m)) is not None:
+        return Check(name, False, why)
     if champion.eval_set != eval_set:
         return Check(name, False, f"champion v{champion.version} was evaluated on eval set {champion.eval_set or 'unknown'}, "
                      f"this run on {eval_set or 'unknown'}: not comparable")

@@ -30,6 +30,7 @@ METRICS: list[tuple[str, str, str, int]] = [
     ("Judge", "judge_win_rate_vs_base", "judge win rate vs base", +1),
     ("Judge", "judge_win_rate_vs_base_lc", "… length-controlled", +1),
     ("Judge", "judge_order_disagreement_vs_sft", "judge flips with the order (vs SFT)", -1),
+    ("Judge", "judge_agreement_gold_vs_sft", "judge agrees with gold on these pairs (vs SFT)", +1),
     ("Drift", "kl_sft", "KL(policy‖SFT), nats per sequence (k1)", 0),
     ("Drift", "kl_sft_k3", "KL(policy‖SFT) (k3)", 0),
     ("Drift", "kl_base", "KL(SFT‖base), nats per sequence (k1)", 0),
@@ -194,10 +195,10 @@ def render_html(data: dict[str, Any]) -> str:
     judge_note = (f"<p>Judge: {html.escape(judge['identity'])}; tie when |p − ½| ≤ {judge['tie_margin']}; both orders "
                   "asked and averaged. Length-controlled: the win rate a logistic fit predicts at equal length.</p>"
                   if judge.get("identity") else "")
-    flips = per_model.get("policy", {}).get("judge_order_disagreement_vs_sft")
-    if flips is not None and flips > 0.5:
-        judge_note += (f"<p class=\"fail\">The judge's preference flips with the order of the two replies on "
-                       f"{flips:.0%} of the pairs: its win rates say little about the models. Point evaluate.judge "
+    for ref, reasons in (judge.get("uninformative") or {}).items():
+        judge_note += (f"<p class=\"fail\">The judge is uninformative on this run's own pairs (policy vs "
+                       f"{html.escape(ref)}): it {html.escape('; '.join(reasons))}. Its win rate vs {html.escape(ref)} "
+                       "says little about the models, and the promotion gate does not use it. Point evaluate.judge "
                        "at a stronger model (a larger local model, or kind: openai).</p>")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>alignflow evaluation {html.escape(run.get('run_id', '')[:8])}</title>

@@ -104,16 +104,17 @@ def classifier_accuracy(params: Params) -> dict[str, float]:
 
 
 def build_judge(params: Params):
-    """evaluate.judge: the local judge defaults to the base model (neither of the models it compares)."""
+    """evaluate.judge on paths.judge_model by default (neither of the models it compares), with the constitution."""
     from tasks.judges.configured import configured_judge
 
-    constitution = None
-    if params.evaluate.judge.few_shot:
-        from tasks.common.constitution import load_constitution
+    return configured_judge(params.evaluate.judge, "evaluate.judge", params.paths.judge_model,
+                            params.paths.judge_cache, _constitution(params))
 
-        constitution = load_constitution(params.data.constitution)
-    return configured_judge(params.evaluate.judge, "evaluate.judge", params.paths.base_model,
-                            params.paths.judge_cache, constitution)
+
+def _constitution(params: Params):
+    from tasks.common.constitution import load_constitution
+
+    return load_constitution(params.data.constitution) if Path(params.data.constitution).exists() else None
 
 
 def _renamed(key: str, ref: str) -> str:
@@ -125,25 +126,58 @@ def _renamed(key: str, ref: str) -> str:
 
 def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, dict],
                       per_model: dict[str, dict[str, float]]) -> dict[str, Any]:
-    """Policy vs SFT and vs base on the first sample of each prompt; returns what the report says of the judge."""
+    """Policy vs SFT and vs base on the first sample of each prompt, each prompt under a principle of the
+    constitution; returns what the report says of the judge.
+
+    The same pairs calibrate the judge: with a gold judge, its agreement with gold on them
+    (judge_agreement_gold_vs_<ref>); always, how often its preference flips with the order. Below
+    evaluate.judge.min_agreement_gold or above max_order_disagreement the judge is flagged uninformative
+    (judge_uninformative_vs_<ref> = 1): the report says so next to the win rate and the gate does not use it."""
     refs = [r for r in ("sft", "base") if r in results]
     if "policy" not in results or not refs:
         return {}
+    from tasks.common.judge_quality import agreement
+    from tasks.common.pairing import draw_principle
     from tasks.evaluation.winrates import judge_win_rates
 
+    cfg = params.evaluate.judge
     judge = build_judge(params)
+    constitution = _constitution(params)
+    principles = ([draw_principle(constitution, params.seed, f"eval:{p['id']}") for p in prompts]
+                  if constitution is not None else None)
     policy = [per[0]["text"] for per in results["policy"]["samples"]]
-    info: dict[str, Any] = {"identity": judge.identity, "tie_margin": params.evaluate.judge.tie_margin}
+    info: dict[str, Any] = {"identity": judge.identity, "tie_margin": cfg.tie_margin, "uninformative": {}}
     for ref in refs:
         other = [per[0]["text"] for per in results[ref]["samples"]]
         metrics, rows = judge_win_rates(judge, [p["prompt"] for p in prompts], policy, other,
-                                        params.evaluate.judge.tie_margin, ids=[p["id"] for p in prompts],
-                                        desc=f"judge policy vs {ref}")
+                                        cfg.tie_margin, ids=[p["id"] for p in prompts],
+                                        desc=f"judge policy vs {ref}", principles=principles)
+        reasons = []
+        if "gold" in results["policy"] and "gold" in results[ref]:
+            gold_p = [0.5 if a == b else float(a > b) for a, b in zip(_firsts(results["policy"]), _firsts(results[ref]),
+                                                                       strict=True)]
+            metrics["judge_agreement_gold"], metrics["judge_agreement_gold_pairs"] = agreement(
+                [r["p"] for r in rows], gold_p)
+            if metrics["judge_agreement_gold"] < cfg.min_agreement_gold:
+                reasons.append(f"agrees with gold on {metrics['judge_agreement_gold']:.0%} of these pairs "
+                               f"(< min_agreement_gold {cfg.min_agreement_gold:.0%})")
+        if metrics["judge_order_disagreement"] > cfg.max_order_disagreement:
+            reasons.append(f"its preference flips with the order on {metrics['judge_order_disagreement']:.0%} "
+                           f"of the pairs (> max_order_disagreement {cfg.max_order_disagreement:.0%})")
+        metrics["judge_uninformative"] = float(bool(reasons))
         per_model["policy"].update({_renamed(k, ref): v for k, v in metrics.items()})
         info[f"rows_vs_{ref}"] = rows
+        if reasons:
+            info["uninformative"][ref] = reasons
     info["stats"] = {k: v for k, v in vars(judge.stats).items() if isinstance(v, (int, float))}
     del judge
     return info
+
+
+def _firsts(res: dict) -> list[float]:
+    """The gold score of each prompt's first sample (res["gold"] is flat, prompt by prompt)."""
+    k = len(res["samples"][0]) if res["samples"] else 1
+    return [res["gold"][i * k] for i in range(len(res["samples"]))]
 
 
 def decide_gate(params: Params, client, metrics: dict[str, float], eval_set: str) -> dict[str, Any]:

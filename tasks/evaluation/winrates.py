@@ -37,12 +37,14 @@ def judge_win_rates(
     tie_margin: float,
     ids: Sequence[Any] | None = None,
     desc: str = "judge win rate",
+    principles: Sequence[Any] | None = None,
 ) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """Judge A's reply against B's for each prompt (chat messages); metrics and one row per pair.
 
     `ids` (default: the pair index) name the prompts in the rows and are the units of the interval: with one pair
     per prompt it is over pairs; when a prompt repeats (e.g. one pair per sample) its pairs' mean score is one
-    unit, because pairs of one prompt are not independent. Lengths are words. No prompts → ({}, []).
+    unit, because pairs of one prompt are not independent. Lengths are words. `principles` (one per pair, default
+    none: the judge's generic question) are the constitution's principles to judge by. No prompts → ({}, []).
     """
     ids = list(range(len(prompts))) if ids is None else list(ids)
     if not len(prompts) == len(a_texts) == len(b_texts) == len(ids):
@@ -50,8 +52,9 @@ def judge_win_rates(
                          "need one each")
     if not prompts:
         return {}, []
+    principles = list(principles) if principles is not None else [None] * len(prompts)
     judgments = judge.pairwise_many(
-        [(p, a, b, None) for p, a, b in zip(prompts, a_texts, b_texts, strict=True)], desc=desc
+        [(p, a, b, pr) for p, a, b, pr in zip(prompts, a_texts, b_texts, principles, strict=True)], desc=desc
     )
     rows, by_prompt = [], {}
     for i, (pid, a, b, j) in enumerate(zip(ids, a_texts, b_texts, judgments, strict=True)):

@@ -11,6 +11,7 @@ line is scored after it. Questions are batched, sorted by length so left padding
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ class LocalJudge(Judge):
         few_shot: bool = True,
         batch_size: int = 16,
         dtype: str = "float32",
+        calibrate: bool = False,
     ):
         from tasks.common.modeling import load_causal_lm, load_tokenizer
 
@@ -44,9 +46,11 @@ class LocalJudge(Judge):
         self.letters = answer_token_ids(self.tokenizer)
         self.letter_rows = self.model.get_output_embeddings().weight[list(self.letters)].detach().float()
         self.identity = f"local:{model_identity(model_dir)}:{dtype}"
+        self.calibrate = calibrate
 
     def settings(self) -> dict[str, Any]:
-        return {**super().settings(), "cot_max_new_tokens": self.cot_max_new_tokens if self.chain_of_thought else None}
+        return {**super().settings(), "cot_max_new_tokens": self.cot_max_new_tokens if self.chain_of_thought else None,
+                **({"calibrate": CONTENT_FREE} if self.calibrate else {})}
 
     def score(self, queries: list[Query]) -> list[Verdict]:
         tok = self.tokenizer
@@ -66,10 +70,25 @@ class LocalJudge(Judge):
             generated = [o[0]["n_tokens"] for o in outs]
             texts = [t + r + "\n" for t, r in zip(texts, reasoning, strict=True)]
         p_first, n_tokens = self._letter_probs([t + ANSWER_PREFIX for t in texts])
+        if self.calibrate:
+            p_first = self._calibrated(queries, p_first)
         return [
             Verdict(p_first=p, tokens=n + g, reasoning=r)
             for p, n, g, r in zip(p_first, n_tokens, generated, reasoning, strict=True)
         ]
+
+    def _calibrated(self, queries: list[Query], p_first: list[float]) -> list[float]:
+        """Contextual calibration (Zhao et al. 2021, https://arxiv.org/abs/2102.09690): the same question with both
+        options replaced by a content-free reply measures the judge's prior for "A" on that conversation and
+        principle; its log-odds are subtracted, so a judge that always says "A" by the same margin says ½."""
+        tok = self.tokenizer
+        free = [Query(q.prompt, CONTENT_FREE, CONTENT_FREE, q.principle) for q in queries]
+        texts = [tok.apply_chat_template(judge_messages(q.prompt, q.first, q.second, q.principle, self.constitution,
+                                                         False), tokenize=False, add_generation_prompt=True)
+                 + ANSWER_PREFIX for q in free]
+        unique = sorted(set(texts))
+        prior = dict(zip(unique, self._letter_probs(unique)[0], strict=True))
+        return [calibrate_p(p, prior[t]) for p, t in zip(p_first, texts, strict=True)]
 
     def _letter_probs(self, texts: list[str]) -> tuple[list[float], list[int]]:
         import torch
@@ -93,21 +112,32 @@ class LocalJudge(Judge):
         return probs, lengths
 
 
-def answer_token_ids(tokenizer) -> tuple[int, int]:
-    """The single tokens for "A" and "B" right after ANSWER_PREFIX; a tokenizer that merges or splits them
-    cannot give a two-way soft label this way, so it is an error rather than a silent wrong answer."""
-    base = tokenizer(ANSWER_PREFIX, add_special_tokens=False).input_ids
+CONTENT_FREE = "N/A"
+
+
+def calibrate_p(p: float, prior: float) -> float:
+    """σ(logit p − logit prior): p with the content-free prior's log-odds removed (clipped away from 0 and 1)."""
+    eps = 1e-6
+    p, prior = min(max(p, eps), 1 - eps), min(max(prior, eps), 1 - eps)
+    z = math.log(p / (1 - p)) - math.log(prior / (1 - prior))
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def answer_token_ids(tokenizer, prefix: str = ANSWER_PREFIX, answers: tuple[str, str] = ("A", "B")) -> tuple[int, int]:
+    """The single tokens for the two answers right after `prefix`; a tokenizer that merges or splits them cannot
+    give a two-way soft label this way, so it is an error rather than a silent wrong answer."""
+    base = tokenizer(prefix, add_special_tokens=False).input_ids
     ids = []
-    for letter in ("A", "B"):
-        full = tokenizer(ANSWER_PREFIX + letter, add_special_tokens=False).input_ids
+    for answer in answers:
+        full = tokenizer(prefix + answer, add_special_tokens=False).input_ids
         if full[: len(base)] != base or len(full) != len(base) + 1:
             raise ValueError(
-                f"judge tokenizer encodes {ANSWER_PREFIX + letter!r} so that the letter is not one token after the "
+                f"judge tokenizer encodes {prefix + answer!r} so that the answer is not one token after the "
                 "prefix; choose another judge model"
             )
         ids.append(full[-1])
     if ids[0] == ids[1] or ids[0] == tokenizer.unk_token_id:
-        raise ValueError("judge tokenizer has no distinct tokens for the answer letters A and B")
+        raise ValueError(f"judge tokenizer has no distinct tokens for the answers {answers}")
     return ids[0], ids[1]
 
 
