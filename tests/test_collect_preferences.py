@@ -89,18 +89,25 @@ def upstream(project, tiny_model_dir):
     return project
 
 
-def _run():
-    from tasks.collect_preferences import run_collect_preferences
+def _gold_params():
+    """These tests are about the gold source (the default is ai: tests/test_collect_ai.py)."""
     from tasks.common.params import load_params
 
-    return run_collect_preferences(load_params())
+    params = load_params()
+    params.collect_preferences.source = "gold"
+    return params
+
+
+def _run():
+    from tasks.collect_preferences import run_collect_preferences
+
+    return run_collect_preferences(_gold_params())
 
 
 def test_collect_gold_pairs_are_valid_and_deterministic(upstream):
     from tasks.common.gold import gold_scores
-    from tasks.common.params import load_params
 
-    params = load_params()
+    params = _gold_params()
     cfg = params.collect_preferences
     metrics = _run()
 
@@ -166,11 +173,10 @@ def test_split_keeps_a_prompts_pairs_together():
 
 def test_reward_pairs_all_adds_rm_pairs_and_keeps_the_dpo_pairs(upstream):
     from tasks.collect_preferences import run_collect_preferences
-    from tasks.common.params import load_params
 
     _run()
     before = {f: read_jsonl(Path("data/preferences", f)) for f in ("train.jsonl", "hard_train.jsonl", "hard_eval.jsonl")}
-    params = load_params()
+    params = _gold_params()
     params.collect_preferences.reward_pairs = "all"
     metrics = run_collect_preferences(params)
     train, held_out = read_jsonl("data/preferences/train.jsonl"), read_jsonl("data/preferences/eval.jsonl")
@@ -193,10 +199,9 @@ def test_split_is_deterministic_and_order_free():
 
 def test_no_pairs_is_a_stage_error(upstream):
     from tasks.collect_preferences import run_collect_preferences
-    from tasks.common.params import load_params
     from tasks.common.stage import StageError
 
-    params = load_params()
+    params = _gold_params()
     params.collect_preferences.min_margin = 5.0  # VADER lies in [-1, 1]: nothing can pass
     with pytest.raises(StageError, match="min_margin"):
         run_collect_preferences(params)
