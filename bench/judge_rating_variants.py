@@ -23,6 +23,7 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--variant", choices=["default", "compact", "sentiment"], default="default")
     ap.add_argument("--samples", type=int, default=768)
+    ap.add_argument("--dump", default=None, help="write the ratings as JSON {rat: [...]} (for bench.rm_probe)")
     args = ap.parse_args()
 
     from scipy.stats import spearmanr
@@ -52,6 +53,9 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     rating = [judge.ratings[f"k{i}"] for i in range(len(rows))]
     gold = [r["score"] for r in rows]
+    if args.dump:
+        with open(args.dump, "w", encoding="utf-8") as f:
+            json.dump({"rat": rating}, f)
 
     def agree(pairs):
         ok = [(rating[a] > rating[b]) == (gold[a] > gold[b]) for a, b in pairs if gold[a] != gold[b]]

