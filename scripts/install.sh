@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Create (or refresh) the project virtual environment in .venv with the pinned dependencies.
-# Idempotent: a re-run with an unchanged requirements.lock and pyproject.toml does nothing.
+# Idempotent: a re-run with an unchanged requirements.lock, pyproject.toml and this script does nothing.
 # CPU build of torch by default; for CUDA see README ("Installing for CUDA").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 stamp=.venv/.alignflow-install
-want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat requirements.lock pyproject.toml scripts/install.sh | sha256sum | cut -d' ' -f1)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
