@@ -7,10 +7,13 @@ Writes models/reward/ (reward LoRA + score head + tokenizer + chain file with re
 
 Model: a sequence classifier (num_labels=1) on the SFT model (the SFT LoRA merged into the base), then a new LoRA
 with the score head trained and saved whole (`modules_to_save=["score"]`); the seed is set right before the head
-is created, so two runs give the same model. Loss: TRL's −log σ(r_chosen − r_rejected), or with soft labels
-−(p·log σ(Δ) + (1−p)·log σ(−Δ)) (SoftLabelRewardTrainer below). Held out: pairwise accuracy, ECE of σ(Δ),
-reward mean/std. The eval responses are the SFT model's samples, so their mean raw reward is the offset that
-`tasks.common.reward.score` subtracts: SFT samples score 0 on average.
+is created, so two runs give the same model. The head reads the mean of the response's final hidden states
+(`pooling: mean`) or the last token (`last`), recorded in the chain file for every later scorer. Loss: K-wise
+(tasks/common/kwise_reward.py): each prompt's responses are one example, scored once, with the soft-label
+Bradley–Terry term −(p·log σ(Δ) + (1−p)·log σ(−Δ)) of every labelled pair among them. Held out: pairwise accuracy,
+accuracy against gold where the task has one, ECE of σ(Δ), reward mean/std. The eval responses are the SFT model's
+samples, so their mean raw reward is the offset that `tasks.common.reward.score` subtracts: SFT samples score 0 on
+average.
 
     dvc repro train_reward
     alignflow run
@@ -20,13 +23,11 @@ from __future__ import annotations
 
 import logging
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trl.trainer.reward_trainer import DataCollatorForPreference, RewardTrainer
-
 from tasks.common.io import atomic_dir, read_jsonl, sha256_file, write_json
+from tasks.common.kwise_reward import GroupCollator, KWiseRewardTrainer
 from tasks.common.params import Params
 from tasks.common.reward import expected_calibration_error, soft_bradley_terry_loss
 from tasks.common.stage import StageError, stage_main
@@ -86,20 +87,24 @@ def run_train_reward(params: Params) -> dict[str, float]:
         tok = load_tokenizer(paths.sft_model, padding_side="right")
         seed_everything(params.seed)  # the score head is created next: same seed, same head
         model = load_sequence_classifier(paths.base_model, [paths.sft_model], tok.pad_token_id)
+        model.config.reward_pooling = cfg.pooling  # raw_rewards reads it; load_reward_model from the chain file
         defaults = {"eval_strategy": "steps", "eval_steps": cfg.trainer.get("save_steps")}
         args = trainer_config(RewardConfig, "train_reward", {**defaults, **cfg.trainer},
                               output_dir=paths.reward_checkpoints, seed=params.seed, report_to=["mlflow"])
-        trainer = SoftLabelRewardTrainer(
+        trainer = KWiseRewardTrainer(  # one group per prompt: each response scored once for all of its pairs
             model=model,
             args=args,
-            data_collator=SoftLabelCollator(tok.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of),
+            pooling=cfg.pooling,
+            data_collator=GroupCollator(tok.pad_token_id, pad_to_multiple_of=args.pad_to_multiple_of),
             train_dataset=_dataset(train_rows),
             eval_dataset=_dataset(eval_rows),
             processing_class=tok,
             peft_config=LoraConfig(task_type="SEQ_CLS", modules_to_save=["score"], **cfg.lora.model_dump()),
         )
         mixed_precision_weights(trainer)
-        log.info("pairs within max_length: train %d/%d", len(trainer.train_dataset), len(train_rows))
+        kept = sum(len(g) for g in trainer.train_dataset["pair_label"])
+        log.info("pairs within max_length: train %d/%d in %d prompt groups", kept, len(train_rows),
+                 len(trainer.train_dataset))
 
         # Train
         result = train(trainer, resume)
@@ -128,6 +133,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
                 base=paths.base_model,
                 adapters=[paths.sft_model, paths.reward_model],
                 reward_offset=metrics["eval/reward_mean"],
+                reward_pooling=cfg.pooling,
                 reward_std=metrics["eval/reward_std"],
             )
         write_json(Path(paths.metrics) / "train_reward.json", metrics)
@@ -191,40 +197,6 @@ def gold_accuracy(chosen: list[float], rejected: list[float], gold: list[float |
     if not scored:
         return {}
     return {"eval/gold_accuracy": sum(a == b for a, b in scored) / len(scored), "eval/gold_pairs": float(len(scored))}
-
-
-@dataclass
-class SoftLabelCollator(DataCollatorForPreference):
-    """TRL's preference collator, plus the soft label `label` (p that chosen is better) when rows carry one."""
-
-    def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
-        import torch
-
-        batch = super().torch_call(examples)
-        if "label" in examples[0]:
-            batch["label"] = torch.tensor([float(e["label"]) for e in examples])
-        return batch
-
-
-class SoftLabelRewardTrainer(RewardTrainer):
-    """TRL's RewardTrainer (metrics, logging, checkpoints unchanged) with the soft-label loss when labels are given."""
-
-    def _set_signature_columns_if_needed(self):
-        super()._set_signature_columns_if_needed()
-        if "label" not in self._signature_columns:
-            self._signature_columns = [*self._signature_columns, "label"]
-
-    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        import torch
-
-        p = inputs.pop("label", None)
-        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
-        if p is not None:
-            rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
-            loss = soft_bradley_terry_loss(rewards_chosen - rewards_rejected, p.to(rewards_chosen.dtype))
-            if self.args.center_rewards_coefficient is not None:  # as in TRL's loss
-                loss = loss + self.args.center_rewards_coefficient * ((rewards_chosen + rewards_rejected) ** 2).mean()
-        return (loss, outputs) if return_outputs else loss
 
 
 def _dataset(rows: list[dict[str, Any]]):

@@ -89,7 +89,7 @@ def test_pointwise_ai_judge_best_vs_worst_soft_pairs_and_cache(upstream):
 
 
 def test_letter_judge_asks_both_orders_and_keeps_best_vs_worst(upstream):
-    params = _params(source="ai", hard_threshold=0.0)  # reward_pairs best_worst: one pair per prompt
+    params = _params(source="ai", hard_threshold=0.0, reward_pairs="best_worst")  # one pair per prompt
     judge = params.collect_preferences.judge
     judge.kind, judge.model, judge.dtype = "local", "models/sft", "float32"
     metrics = _run(params)

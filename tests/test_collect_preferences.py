@@ -95,6 +95,7 @@ def _gold_params():
 
     params = load_params()
     params.collect_preferences.source = "gold"
+    params.collect_preferences.reward_pairs = "best_worst"  # one pair per prompt; `all` has its own test below
     return params
 
 

@@ -182,42 +182,95 @@ def test_soft_bradley_terry_loss_worked_numbers():
     assert loss([ln3, ln3, 0.0], [1.0, 0.75, 0.5]) == pytest.approx(0.514388, abs=1e-6)
 
 
-def test_soft_labels_reach_the_trainer_loss(rm_project):
-    """Rows with `label` go through the collator into the loss; without labels the loss is TRL's own."""
+def test_pairs_of_one_prompt_become_one_group():
+    """Three pairs over responses A, B, C of one prompt and one pair of another: two groups, each response once."""
+    from tasks.common.kwise_reward import group_pairs
+
+    def msg(text):
+        return [{"role": "assistant", "content": text}]
+
+    p1, p2 = [{"role": "user", "content": "one"}], [{"role": "user", "content": "two"}]
+    rows = [
+        {"prompt": p1, "chosen": msg("A"), "rejected": msg("B"), "label": 0.9},
+        {"prompt": p2, "chosen": msg("X"), "rejected": msg("Y")},
+        {"prompt": p1, "chosen": msg("A"), "rejected": msg("C"), "label": 0.7},
+        {"prompt": p1, "chosen": msg("C"), "rejected": msg("B"), "label": 0.6},
+    ]
+    groups = group_pairs(rows)
+    assert [g["responses"] for g in groups] == [[msg("A"), msg("B"), msg("C")], [msg("X"), msg("Y")]]
+    assert groups[0]["pairs"] == [(0, 1, 0.9), (0, 2, 0.7), (2, 1, 0.6)]
+    assert groups[1]["pairs"] == [(0, 1, 1.0)]  # no label: chosen is better
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean"])
+def test_kwise_loss_equals_the_pairwise_loss_from_separate_forwards(rm_project, pooling):
+    """One forward per response in the grouped batch gives, for every pair, the soft-label Bradley–Terry term that
+    scoring each response alone gives: the grouping changes the cost, not the loss. `mean` is the head applied to the
+    mean final hidden state over the response tokens, computed here by hand."""
     import torch
     import torch.nn.functional as F
     from datasets import Dataset
     from trl import RewardConfig
 
+    from tasks.common.kwise_reward import GroupCollator, KWiseRewardTrainer
     from tasks.common.modeling import load_tokenizer
     from tasks.common.reward import load_sequence_classifier
-    from tasks.train_reward import SoftLabelCollator, SoftLabelRewardTrainer, load_pairs
 
-    write_preferences(rm_project, labels=[0.9, 0.6])
-    pairs = load_pairs(Path("data/preferences/train.jsonl"))[:2]
-    assert [p["label"] for p in pairs] == [0.9, 0.6]
+    def msg(text):
+        return [{"role": "assistant", "content": text}]
+
+    p1, p2 = [{"role": "user", "content": "the film was"}], [{"role": "user", "content": "the music was"}]
+    rows = [
+        {"prompt": p1, "chosen": msg("great ."), "rejected": msg("dull and bad ."), "label": 0.9},
+        {"prompt": p1, "chosen": msg("great ."), "rejected": msg("boring"), "label": 0.7},
+        {"prompt": p1, "chosen": msg("boring"), "rejected": msg("dull and bad ."), "label": 0.6},
+        {"prompt": p2, "chosen": msg("lovely lovely ."), "rejected": msg("awful"), "label": 0.8},
+    ]
     tok = load_tokenizer("models/sft", padding_side="right")
-    trainer = SoftLabelRewardTrainer(
-        model=load_sequence_classifier("models/base", ["models/sft"], tok.pad_token_id),
-        args=RewardConfig(
-            output_dir="tmp-rm", report_to=[], bf16=False, activation_checkpointing=False, per_device_train_batch_size=2
-        ),
-        data_collator=SoftLabelCollator(tok.pad_token_id),
-        train_dataset=Dataset.from_list(pairs),
-        processing_class=tok,
+    model = load_sequence_classifier("models/base", ["models/sft"], tok.pad_token_id)
+    trainer = KWiseRewardTrainer(
+        model=model, pooling=pooling,
+        args=RewardConfig(output_dir="tmp-rm", report_to=[], bf16=False, activation_checkpointing=False,
+                          per_device_train_batch_size=2),
+        data_collator=GroupCollator(tok.pad_token_id), train_dataset=Dataset.from_list(rows), processing_class=tok,
     )
     trainer.model.score.weight.data.normal_(0, 1.0)  # make Δ clearly non-zero
+    assert len(trainer.train_dataset) == 2
     batch = next(iter(trainer.get_train_dataloader()))  # the real path: unused columns removed, then collated
-    assert sorted(batch["label"].tolist()) == pytest.approx([0.6, 0.9])
-    p = batch["label"].clone()
+    assert batch["input_ids"].shape[0] == 5  # 3 + 2 responses for 4 pairs
     loss = trainer.compute_loss(trainer.model, dict(batch))
-    with torch.no_grad():
-        r = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
-    delta = r[:2] - r[2:]
+
+    def alone(prompt, response):
+        full = tok.apply_chat_template(prompt + response, tokenize=True, return_dict=True)["input_ids"]
+        start = len(tok.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                            return_dict=True)["input_ids"])
+        with torch.no_grad():
+            out = trainer.model(input_ids=torch.tensor([full]), output_hidden_states=True)
+            if pooling == "last":
+                return out.logits[0, 0]
+            return trainer.model.score(out.hidden_states[-1][0, start:].mean(0))[0]
+
+    delta = torch.stack([alone(r["prompt"], r["chosen"]) - alone(r["prompt"], r["rejected"]) for r in rows])
+    p = torch.tensor([r["label"] for r in rows])
     expected = -(p * F.logsigmoid(delta) + (1 - p) * F.logsigmoid(-delta)).mean()
-    assert float(loss) == pytest.approx(float(expected), abs=1e-6)
-    hard = trainer.compute_loss(trainer.model, {k: v for k, v in batch.items() if k != "label"})
-    assert float(hard) == pytest.approx(float(-F.logsigmoid(delta).mean()), abs=1e-6)
+    assert float(loss) == pytest.approx(float(expected), abs=1e-5)
+    assert float(delta.abs().min()) > 1e-3
+
+
+def test_mean_pooled_reward_model_trains_saves_and_scores_as_trained(rm_project):
+    """train_reward.pooling: mean is recorded in the chain file; the reloaded model scores with it (the held-out
+    rewards the stage measured are the ones later stages get)."""
+    from tasks.common.modeling import read_chain
+    from tasks.train_reward import run_train_reward
+
+    params = load_params()
+    params.train_reward.pooling = "mean"
+    metrics = run_train_reward(params)
+    assert read_chain("models/reward")["reward_pooling"] == "mean"
+    chosen, rejected = _eval_rewards("models/reward")
+    deltas = [c - r for c, r in zip(chosen, rejected)]
+    assert sum(d > 0 for d in deltas) / len(deltas) == pytest.approx(metrics["eval/accuracy"])
+    assert sum(deltas) / len(deltas) == pytest.approx(metrics["eval/margin"], abs=1e-4)
 
 
 def test_expected_calibration_error_worked_numbers():
@@ -293,10 +346,12 @@ def test_shared_prefix_scoring_matches_the_plain_path(rm_project):
     assert len(prefix) >= 10 and all(x[: len(prefix)] == prefix and len(x) > len(prefix) for x in ids)
     assert shared_prefix(ids, len(prefix) + 1) == [] and shared_prefix(ids[:1], 1) == []
     assert shared_prefix([[1, 2, 3], [1, 2, 3, 4]], 1) == [1, 2]  # the shorter keeps its last token
-    shared = raw_rewards(model, tok, prompts, completions, batch_size=3, min_shared_prefix=1)
-    plain = raw_rewards(model, tok, prompts, completions, batch_size=3, min_shared_prefix=10**6)
-    torch.testing.assert_close(torch.tensor(shared), torch.tensor(plain), atol=1e-5, rtol=1e-5)
-    assert len(set(shared)) == len(shared)  # a head that ignored its input would pass the comparison trivially
+    for pooling in ("last", "mean"):
+        model.config.reward_pooling = pooling
+        shared = raw_rewards(model, tok, prompts, completions, batch_size=3, min_shared_prefix=1)
+        plain = raw_rewards(model, tok, prompts, completions, batch_size=3, min_shared_prefix=10**6)
+        torch.testing.assert_close(torch.tensor(shared), torch.tensor(plain), atol=1e-5, rtol=1e-5)
+        assert len(set(shared)) == len(shared)  # a head that ignored its input would pass the comparison trivially
 
 
 def load_sequence_classifier_for_test(tok):

@@ -135,9 +135,9 @@ class CollectPreferencesParams(_Strict):
     max_prompts: int | None = Field(None, gt=0)
     min_margin: float = Field(0.3, ge=0.0)
     reward_pairs: Literal["best_worst", "all"] = Field(
-        "best_worst", description="gold source: the RM's pairs per prompt — best vs worst only, or every pair of the "
-        "K samples above min_margin (more RM data, same samples); the DPO data stay best vs worst")
-    eval_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+        "all", description="the RM's pairs per prompt — every pair of the K samples (gold: above min_margin; ai: every "
+        "judged pair), or best vs worst only; the DPO data stay best vs worst")
+    eval_fraction: float = Field(0.2, ge=0.0, lt=1.0)
     batch_size: int = Field(32, gt=0)
     generation: GenerationParams = GenerationParams()
 
@@ -154,6 +154,9 @@ class CritiqueReviseParams(_Strict):
 
 
 class TrainRewardParams(_Strict):
+    pooling: Literal["last", "mean"] = Field(
+        "mean", description="where the score head reads: the last token (transformers' sequence classifiers) or the "
+        "mean of the response's final hidden states")
     lora: LoraParams = LoraParams()
     trainer: dict[str, Any] = {}
 

@@ -120,6 +120,7 @@ def load_reward_model(model_dir: str | Path):
     tok = load_tokenizer(model_dir, padding_side="right")
     model = load_sequence_classifier(chain["base"], chain["adapters"], tok.pad_token_id)
     model.config.reward_offset = float(chain["reward_offset"])
+    model.config.reward_pooling = chain.get("reward_pooling", "last")  # reward models saved before pooling: last
     return model.to(device()).eval(), tok
 
 
@@ -145,12 +146,19 @@ def raw_rewards(
         tokenizer.apply_chat_template(list(p) + _as_messages(c), tokenize=True, return_dict=True)["input_ids"]
         for p, c in zip(prompts, completions, strict=True)
     ]
+    pooling = getattr(model.config, "reward_pooling", "last")
+    starts = [0] * len(ids)
+    if pooling == "mean":  # where each response begins: the prompt with the generation prompt, as in training
+        starts = [len(tokenizer.apply_chat_template(list(p), tokenize=True, add_generation_prompt=True,
+                                                    return_dict=True)["input_ids"]) for p in prompts]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     out = [0.0] * len(ids)
     was_training = model.training
     model.eval()
     with torch.inference_mode():
         prefix = shared_prefix(ids, min_shared_prefix)
+        if pooling == "mean" and len(prefix) > min(starts):  # the cached prefix must not reach into a response
+            prefix = prefix[: min(starts)] if min(starts) >= min_shared_prefix else []
         cache = prefix_cache(model, prefix) if prefix else None
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
@@ -163,12 +171,39 @@ def raw_rewards(
                 mask[row, : len(ids[i])] = 1
             # positions continue from the prefix; the pooled token is the last non-pad one of the rest
             kwargs = {"cache": expanded(cache, len(idx))} if cache is not None else {}
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=mask.to(model.device),
-                           use_cache=cache is not None, **kwargs).logits
+            mask = mask.to(model.device)
+            outputs = model(input_ids=input_ids.to(model.device), attention_mask=mask,
+                            use_cache=cache is not None, output_hidden_states=pooling == "mean", **kwargs)
+            rewards = pooled_rewards(model, outputs, mask, torch.tensor([starts[i] for i in idx]), pooling,
+                                     offset=len(prefix))
             for row, i in enumerate(idx):
-                out[i] = float(logits[row, 0])
+                out[i] = float(rewards[row])
     model.train(was_training)
     return out
+
+
+def pooled_rewards(model, outputs, attention_mask, response_start, pooling: str, offset: int = 0):
+    """One reward per right-padded sequence from a sequence classifier's forward `outputs`.
+
+    `last`: transformers' own read, the score head at the last non-pad token (outputs.logits). `mean`: the score head
+    applied to the mean final hidden state over the response — positions from `response_start` (where the chat
+    template's generation prompt ends) to the last non-pad token; `outputs` needs `output_hidden_states=True`.
+    `offset` is the absolute position of the first position in `outputs` (a shared prefix run from a KV cache)."""
+    import torch
+
+    if pooling == "last":
+        return outputs.logits.squeeze(-1)
+    if pooling != "mean":
+        raise ValueError(f"pooling {pooling!r}: expected 'last' or 'mean'")
+    hidden = outputs.hidden_states[-1]  # after the final norm: what the score head reads
+    position = offset + torch.arange(hidden.shape[1], device=hidden.device)
+    last = attention_mask.sum(1) - 1
+    keep = (position[None, :] >= response_start[:, None].to(hidden.device)) & (position[None, :] <= last[:, None])
+    if not bool(keep.any(1).all()):
+        raise ValueError("a sequence has no response token to pool (response_start past its end)")
+    mean = (hidden * keep[..., None]).sum(1) / keep.sum(1, keepdim=True)
+    head = getattr(model, "module", model).score
+    return head(mean).squeeze(-1)
 
 
 def score(
