@@ -114,7 +114,12 @@ def run_train_reward(params: Params) -> dict[str, float]:
         chosen = raw_rewards(trainer.model, tok, prompts, [r["chosen"] for r in eval_rows], SCORE_BATCH)
         rejected = raw_rewards(trainer.model, tok, prompts, [r["rejected"] for r in eval_rows], SCORE_BATCH)
         metrics = pair_metrics(chosen, rejected, [r.get("label", 1.0) for r in eval_rows])
-        metrics.update(gold_accuracy(chosen, rejected, [r.get("gold_label") for r in read_jsonl(eval_file)]))
+        gold_rows = read_jsonl(eval_file)
+        metrics.update(gold_accuracy(chosen, rejected, [r.get("gold_label") for r in gold_rows]))
+        clear = [i for i, r in enumerate(gold_rows) if _gold_gap(r) >= params.collect_preferences.min_margin]
+        metrics.update({k.replace("gold_", "gold_clear_"): v for k, v in gold_accuracy(
+            [chosen[i] for i in clear], [rejected[i] for i in clear], [gold_rows[i].get("gold_label") for i in clear]
+        ).items()})
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         metrics.update(
             {
@@ -197,6 +202,15 @@ def gold_accuracy(chosen: list[float], rejected: list[float], gold: list[float |
     if not scored:
         return {}
     return {"eval/gold_accuracy": sum(a == b for a, b in scored) / len(scored), "eval/gold_pairs": float(len(scored))}
+
+
+def _gold_gap(row: dict[str, Any]) -> float:
+    """|gold score difference| of a pair (0 when the row has no gold scores): `eval/gold_clear_accuracy` counts the
+    pairs at least collect_preferences.min_margin apart, the gold source's own bar for calling a pair a preference;
+    near-ties are a coin toss for any reward model."""
+    if row.get("score_chosen") is None or row.get("score_rejected") is None:
+        return 0.0
+    return abs(float(row["score_chosen"]) - float(row["score_rejected"]))
 
 
 def _dataset(rows: list[dict[str, Any]]):

@@ -263,10 +263,15 @@ def test_mean_pooled_reward_model_trains_saves_and_scores_as_trained(rm_project)
     from tasks.common.modeling import read_chain
     from tasks.train_reward import run_train_reward
 
+    rows = read_jsonl("data/preferences/eval.jsonl")
+    for i, r in enumerate(rows):  # gold says chosen; every other pair is a near-tie by gold's score
+        r["gold_label"], r["score_rejected"] = 1.0, (r["score_chosen"] - 0.01 if i % 2 else r["score_rejected"])
+    write_jsonl("data/preferences/eval.jsonl", rows)
     params = load_params()
     params.train_reward.pooling = "mean"
     metrics = run_train_reward(params)
     assert read_chain("models/reward")["reward_pooling"] == "mean"
+    assert metrics["eval/gold_pairs"] == len(rows) and metrics["eval/gold_clear_pairs"] == len(rows) // 2
     chosen, rejected = _eval_rewards("models/reward")
     deltas = [c - r for c, r in zip(chosen, rejected)]
     assert sum(d > 0 for d in deltas) / len(deltas) == pytest.approx(metrics["eval/accuracy"])
