@@ -7,6 +7,7 @@
     alignflow online                                  one iteration of the online preference loop now
     alignflow stages                                  list the stages in execution order and whether they are stale
     alignflow compare [RUN_ID ...] [--last N]         pipeline runs side by side: params that differ, metrics
+    alignflow compare-methods [--methods M ...]       PPO/DPO/KTO/IPO/SimPO on gold and AI labels as DVC experiments
     alignflow report RUN_ID [--output DIR]            re-render a run's evaluation report from MLflow
     alignflow label import|add-labeller NAME|serve|export   human labelling page (tasks/labeling/)
 
@@ -162,6 +163,25 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compare_methods(args: argparse.Namespace) -> int:
+    """`alignflow compare-methods`: exit 1 when an experiment failed, 2 on a dvc or params error."""
+    from flows.compare_methods import METHODS, CompareMethodsError, run_compare_methods
+    from tasks.common.params import ParamsError
+
+    unknown = [m for m in args.methods or [] if m not in METHODS]
+    if unknown:
+        print(f"alignflow compare-methods: unknown method {', '.join(unknown)}; choose from {', '.join(METHODS)}",
+              file=sys.stderr)
+        return 2
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    try:
+        return run_compare_methods(args.methods or list(METHODS), collect=args.collect, jobs=args.jobs,
+                                   readme=args.readme, dry_run=args.dry_run)
+    except (CompareMethodsError, ParamsError) as exc:
+        print(f"alignflow compare-methods: {exc}", file=sys.stderr)
+        return 2
+
+
 def _report(args: argparse.Namespace) -> int:
     """`alignflow report RUN_ID`: exit 2 when the run or its report document is not in the store."""
     from tasks.evaluation.rerender import ReportNotFound, rerender
@@ -226,6 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--format", choices=["table", "markdown", "csv"], default="table")
     cmp.add_argument("--output", default=None, metavar="FILE", help="write here instead of stdout")
     cmp.set_defaults(fn=_compare)
+
+    cm = sub.add_parser("compare-methods", help="the methods side by side: one DVC experiment each (dvc queue), "
+                        "a table + figure in the reports dir and MLflow")
+    cm.add_argument("--methods", nargs="+", metavar="M", help="subset, in table order (default: all seven)")
+    cm.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: each run gets every core)")
+    cm.add_argument("--collect", metavar="PREFIX", help="no new runs: the table from finished experiments PREFIX-*")
+    cm.add_argument("--readme", action="store_true", help="also write the table into README.md between its markers")
+    cm.add_argument("--dry-run", action="store_true", help="print the dvc commands and stop")
+    cm.set_defaults(fn=_compare_methods)
 
     rep = sub.add_parser("report", help="re-render a run's evaluation report (HTML + markdown) from MLflow")
     rep.add_argument("run_id", metavar="RUN_ID", help="the evaluate run, or the pipeline run above it")

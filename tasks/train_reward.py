@@ -52,7 +52,7 @@ def run_train_reward(params: Params) -> dict[str, float]:
         write_chain,
     )
     from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
-    from tasks.common.reward import load_sequence_classifier, raw_rewards
+    from tasks.common.reward import load_sequence_classifier
     from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
 
     seed_everything(params.seed)
@@ -109,30 +109,18 @@ def run_train_reward(params: Params) -> dict[str, float]:
         # Train
         result = train(trainer, resume)
 
-        # Held-out evaluation, with the same scoring code later stages use
-        prompts = [r["prompt"] for r in eval_rows]
-        chosen = raw_rewards(trainer.model, tok, prompts, [r["chosen"] for r in eval_rows], SCORE_BATCH)
-        rejected = raw_rewards(trainer.model, tok, prompts, [r["rejected"] for r in eval_rows], SCORE_BATCH)
-        metrics = pair_metrics(chosen, rejected, [r.get("label", 1.0) for r in eval_rows])
-        gold_rows = read_jsonl(eval_file)
-        metrics.update(gold_accuracy(chosen, rejected, [r.get("gold_label") for r in gold_rows]))
-        clear = [i for i, r in enumerate(gold_rows) if _gold_gap(r) >= params.collect_preferences.min_margin]
-        metrics.update({k.replace("gold_", "gold_clear_"): v for k, v in gold_accuracy(
-            [chosen[i] for i in clear], [rejected[i] for i in clear], [gold_rows[i].get("gold_label") for i in clear]
-        ).items()})
-        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        metrics.update(
-            {
-                "train/loss": losses[-1] if losses else float("nan"),
-                "train/runtime": result.metrics.get("train_runtime", float("nan")),
-                "train/steps": float(trainer.state.global_step),
-            }
-        )
-
-        # Save
+        # Save, then measure the saved model as later stages load it: fp32, adapters merged. The trainer's copy holds
+        # the frozen weights in bf16 (mixed_precision_weights), whose scores flip near-tie orderings.
         with atomic_dir(paths.reward_model) as staging:
             save_trained_adapter(trainer, staging)
             tok.save_pretrained(staging)
+            metrics = on_main(held_out_metrics, params, tok, staging, eval_rows, read_jsonl(eval_file))
+            losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+            metrics.update({
+                "train/loss": losses[-1] if losses else float("nan"),
+                "train/runtime": result.metrics.get("train_runtime", float("nan")),
+                "train/steps": float(trainer.state.global_step),
+            })
             write_chain(
                 staging,
                 base=paths.base_model,
@@ -154,6 +142,27 @@ def run_train_reward(params: Params) -> dict[str, float]:
         )
         log_metrics(metrics)
         log_artifacts(paths.reward_model, artifact_path="reward_model")
+    return metrics
+
+
+def held_out_metrics(params: Params, tok, adapter_dir: Path, eval_rows: list[dict[str, Any]],
+                     file_rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Accuracy (against the labels and against gold), calibration and the reward scale on the held-out pairs, from
+    the base + SFT + the new reward adapter merged in fp32 with the same scoring code later stages use."""
+    from tasks.common.reward import load_sequence_classifier, raw_rewards
+
+    cfg, paths = params.train_reward, params.paths
+    model = load_sequence_classifier(paths.base_model, [paths.sft_model, adapter_dir], tok.pad_token_id).eval()
+    model.config.reward_pooling = cfg.pooling
+    prompts = [r["prompt"] for r in eval_rows]
+    chosen = raw_rewards(model, tok, prompts, [r["chosen"] for r in eval_rows], SCORE_BATCH)
+    rejected = raw_rewards(model, tok, prompts, [r["rejected"] for r in eval_rows], SCORE_BATCH)
+    metrics = pair_metrics(chosen, rejected, [r.get("label", 1.0) for r in eval_rows])
+    metrics.update(gold_accuracy(chosen, rejected, [r.get("gold_label") for r in file_rows]))
+    clear = [i for i, r in enumerate(file_rows) if _gold_gap(r) >= params.collect_preferences.min_margin]
+    metrics.update({k.replace("gold_", "gold_clear_"): v for k, v in gold_accuracy(
+        [chosen[i] for i in clear], [rejected[i] for i in clear], [file_rows[i].get("gold_label") for i in clear]
+    ).items()})
     return metrics
 
 

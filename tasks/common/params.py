@@ -35,6 +35,7 @@ class Paths(_Strict):
     align_checkpoints: str = "checkpoints/align"
     cai: str = "data/cai"
     judge_cache: str = "cache/judgments.sqlite"
+    eval_cache: str = "cache/evaluate"
     reports: str = "reports"
     metrics: str = "metrics"
 

@@ -4,7 +4,8 @@ Most evaluations after the first change only the policy (an align sweep, every o
 SFT are sampled, scored for KL and probed again each time: two thirds of the generation in the stage. Their results
 are a pure function of the two models' weights, the held-out prompts, the probe files, the sampling settings, the
 seed and the code that produces them, so they are stored under a digest of exactly those (plus torch's version and
-thread count, which can change the last bits of a matmul and so a sampled token) in `cache/evaluate/<key>.json`.
+thread count, which can change the last bits of a matmul and so a sampled token) in `<paths.eval_cache>/<key>.json`
+(default cache/evaluate; `alignflow compare-methods` points every queued experiment at the project's own).
 Anything that differs gives another key; a missing or unreadable file is computed afresh. What is cached is the raw
 samples, per-sequence KL and probe answers; everything scored on them (gold, RM, judge, diversity) is recomputed.
 `evaluate.reuse_reference_results: false` turns it off.
@@ -21,7 +22,6 @@ from typing import Any
 from tasks.common.io import atomic_write_text, sha256_file
 
 log = logging.getLogger("alignflow.evaluate")
-CACHE_DIR = Path("cache/evaluate")
 # The code that turns (models, prompts, settings) into the cached results.
 CODE = ("tasks/evaluation/sampling.py", "tasks/evaluation/pathologies.py", "tasks/evaluation/probes.py",
         "tasks/common/modeling.py", "tasks/common/sampler.py", "tasks/common/prefix_cache.py", "tasks/ppo/rollout.py")
@@ -49,8 +49,8 @@ def reference_key(params: Any, prompts: list[dict]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def load(key: str) -> dict[str, dict[str, Any]] | None:
-    path = CACHE_DIR / f"{key}.json"
+def load(key: str, directory: str | Path) -> dict[str, dict[str, Any]] | None:
+    path = Path(directory) / f"{key}.json"
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -61,6 +61,6 @@ def load(key: str) -> dict[str, dict[str, Any]] | None:
     return results
 
 
-def save(key: str, results: dict[str, dict[str, Any]]) -> None:
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(CACHE_DIR / f"{key}.json", json.dumps(results))
+def save(key: str, results: dict[str, dict[str, Any]], directory: str | Path) -> None:
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(directory) / f"{key}.json", json.dumps(results))

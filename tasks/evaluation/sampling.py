@@ -40,7 +40,7 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
     if Path(paths.sft_model).exists():
         reuse = params.evaluate.reuse_reference_results
         key = reference_cache.reference_key(params, prompts) if reuse else None
-        cached = reference_cache.load(key) if key else None
+        cached = reference_cache.load(key, paths.eval_cache) if key else None
         if cached:
             out.update(cached)
         else:
@@ -55,7 +55,7 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
             with merged(model):
                 out["sft"].update(run_probes(params, model, tok, probe_sets, "sft"))
             if key:
-                reference_cache.save(key, {"sft": out["sft"], "base": out["base"]})
+                reference_cache.save(key, {"sft": out["sft"], "base": out["base"]}, paths.eval_cache)
     elif Path(paths.base_model).exists():
         model = load_causal_lm(paths.base_model, dtype=dtype)
         tok = load_tokenizer(paths.base_model)
