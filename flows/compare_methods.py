@@ -26,6 +26,7 @@ import re
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -91,26 +92,26 @@ def parse_queue_status(text: str, names: list[str]) -> dict[str, str]:
     return found
 
 
+def experiment_records(show_json: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, data) of every named record in `dvc exp show --json`, at any depth (baselines hold experiments)."""
+    if isinstance(show_json, dict):
+        if show_json.get("name") and isinstance(show_json.get("data"), dict):
+            yield str(show_json["name"]), show_json["data"]
+        for value in show_json.values():
+            yield from experiment_records(value)
+    elif isinstance(show_json, list):
+        for value in show_json:
+            yield from experiment_records(value)
+
+
 def experiment_metrics(show_json: Any, names: list[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """{experiment name: {metrics file stem: metrics}} from `dvc exp show --json` (any nesting of its records)."""
+    """{experiment name: {metrics file stem: metrics}} for the named experiments that have metrics."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            if node.get("name") in names and isinstance(node.get("data"), dict):
-                files = {}
-                for path, entry in (node["data"].get("metrics") or {}).items():
-                    if isinstance(entry, dict) and isinstance(entry.get("data"), dict):
-                        files[Path(path).stem] = entry["data"]
-                if files:
-                    out[node["name"]] = files
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(show_json)
+    for name, data in experiment_records(show_json):
+        files = {Path(path).stem: entry["data"] for path, entry in (data.get("metrics") or {}).items()
+                 if isinstance(entry, dict) and isinstance(entry.get("data"), dict)}
+        if name in names and files:
+            out[name] = files
     return out
 
 
@@ -218,6 +219,9 @@ def run_compare_methods(methods: list[str], collect: str | None = None, jobs: in
         # queued experiments run in temporary copies: MLflow must point at this project's store, and the
         # comparison's experiment must exist first so that its artifact location is this project's mlruns/
         os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
+        # the queue worker is spawned as `dvc` from PATH and runs each stage's `python -m tasks...`: this interpreter's
+        # environment first, also when alignflow was started as .venv/bin/alignflow without activating it
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
         configure(f"{params.pipeline.experiment}-compare-methods")
         for c in cmds:
             _dvc(c)

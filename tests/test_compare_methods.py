@@ -93,22 +93,15 @@ def test_the_shipped_readme_has_the_block():
 
 def experiment_params(show, dotted: str, prefix: str = "cm-") -> list:
     """The value of one params.yaml key in every experiment named PREFIX… of `dvc exp show --json`."""
+    from flows.compare_methods import experiment_records
+
     found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if str(node.get("name") or "").startswith(prefix) and isinstance(node.get("data"), dict):
-                value = node["data"].get("params", {}).get("params.yaml", {}).get("data", {})
-                for part in dotted.split("."):
-                    value = value.get(part, {}) if isinstance(value, dict) else {}
-                found.append(value)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(show)
+    for name, data in experiment_records(show):
+        if name.startswith(prefix):
+            value = data.get("params", {}).get("params.yaml", {}).get("data", {})
+            for part in dotted.split("."):
+                value = value.get(part, {}) if isinstance(value, dict) else {}
+            found.append(value)
     return found
 
 
