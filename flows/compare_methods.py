@@ -3,9 +3,13 @@
 Seven DVC experiments on the same prompts, data budget and seed — PPO on a gold-labelled reward model (RLHF),
 PPO on an AI-labelled reward model (RLAIF), DPO on gold labels, DPO on AI labels, KTO, IPO and SimPO (the last
 three on AI labels) — queued with `dvc exp run --queue -S ...` and run by `dvc queue start`, so each is an ordinary
-experiment (`dvc exp show`, `dvc exp apply NAME`) and DVC's run cache shares every stage two methods have in common:
-the gold and AI preference data are collected once each, the AI reward model is trained once for PPO. Gold stands in
-for human labels on the default task (its labels count as human-equivalent labels in the table).
+experiment (`dvc exp show`, `dvc exp apply NAME`). Stages are shared through the committed baseline: each queued
+experiment checks out the baseline's dvc.lock outputs from the DVC cache before `dvc repro`, so whatever a method
+leaves unchanged from params.yaml (on the default, AI labels: the preference data and the AI reward model) is reused,
+not recomputed — run the default pipeline and commit its dvc.lock first. DVC's run cache does not help across
+experiments, because it skips stages with `persist: true` outputs (all of ours: each stage swaps its output in
+atomically), so each gold-label method collects gold preferences and trains its gold reward model itself. Gold
+stands in for human labels on the default task (its labels count as human-equivalent labels in the table).
 
 Every experiment runs with the promotion gate off (a comparison must not move the MLflow champion), logs to the
 project's MLflow store under `<pipeline.experiment>-compare-methods`, and reads and fills the project's judge cache

@@ -108,8 +108,10 @@ def experiment_params(show, dotted: str, prefix: str = "cm-") -> list:
 @pytest.mark.slow
 def test_two_methods_run_as_queued_dvc_experiments(tmp_path, tiny_model_dir):
     """The real path on the tiny pipeline: `dvc exp run --queue` per method, `dvc queue start`, the wait, the
-    metrics from `dvc exp show`, the table/figure files and the MLflow run; the second method reuses the first's
-    stages through DVC's run cache (the reward model is trained once)."""
+    metrics from `dvc exp show`, the table/figure files and the MLflow run. The stages the methods share come from
+    the committed baseline (its dvc.lock and the DVC cache), not from DVC's run cache, which skips stages with
+    persist outputs: with everything up to the reward model reproduced and committed first, each experiment runs
+    only align and evaluate."""
     import subprocess
 
     from mlflow import MlflowClient
@@ -117,6 +119,10 @@ def test_two_methods_run_as_queued_dvc_experiments(tmp_path, tiny_model_dir):
     root = make_repo(tmp_path / "repo", tiny_model_dir)
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", HF_HUB_OFFLINE="1")
     env.pop("MLFLOW_TRACKING_URI", None)
+    dvc = str(Path(sys.executable).parent / "dvc")
+    for cmd in ([dvc, "repro", "train_reward"], ["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
+        r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     r = subprocess.run([sys.executable, "-m", "flows.cli", "compare-methods", "--methods", "dpo_ai", "ipo"],
                        cwd=root, env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
@@ -130,6 +136,7 @@ def test_two_methods_run_as_queued_dvc_experiments(tmp_path, tiny_model_dir):
     summary = [x for x in runs if x.info.run_name == "compare-methods"]
     assert len(summary) == 1 and "dpo_ai/gold" in summary[0].data.metrics and "ipo/kl" in summary[0].data.metrics
     stages = [x.data.tags.get("alignflow.stage") for x in runs if x.info.run_name != "compare-methods"]
-    assert stages.count("align") == 2 and stages.count("train_reward") == 1  # shared through the run cache
-    shown = json.loads(_sh([str(Path(sys.executable).parent / "dvc"), "exp", "show", "--json"], root).stdout)
+    assert stages.count("align") == 2 and stages.count("evaluate") == 2
+    assert stages.count("train_reward") == 0 and stages.count("sft") == 0  # reused from the committed baseline
+    shown = json.loads(_sh([dvc, "exp", "show", "--json"], root).stdout)
     assert set(experiment_params(shown, "evaluate.gate.enabled")) == {False}  # no comparison run may promote
