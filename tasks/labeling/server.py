@@ -8,7 +8,13 @@ conversation is rebuilt from the store, never from what the browser sends back. 
 champion.
 
 Security, in the order a request meets it:
-- bodies above params.label.max_body_bytes are refused with 413 before any handler reads them (BodyLimit);
+- a malformed request is a 4xx with a one-line plain-text reason, never a 500: uvicorn (h11) answers 400 to what it
+  cannot parse; RequestLimits refuses a URL over MAX_URL_BYTES (414), headers over MAX_HEADER_BYTES (431), a bad
+  Content-Length (400), a POST without one or chunking (411) and a body above params.label.max_body_bytes (413)
+  before any handler reads it; `form` turns a body that is cut short (400), stalls past BODY_TIMEOUT_S (408), has
+  more than MAX_FIELDS fields, bad percent-escapes or invalid UTF-8 (400) into refusals; a wrong method is 405 with
+  Allow. Each goes through the one HTTPException handler; a real bug is still a bare 500, its traceback logged by
+  uvicorn and never sent;
 - every write needs a valid session: a cookie signed with itsdangerous (HttpOnly, SameSite=Strict, 12 h), made by
   POST /login from a labeller's token (the store keeps only its sha256);
 - every form carries a CSRF token: per session in the signed cookie (the label form), or a signed double-submit
@@ -23,6 +29,8 @@ python-multipart — not a dependency of this project.
 
 from __future__ import annotations
 
+import asyncio
+import re
 import secrets
 import threading
 from pathlib import Path
@@ -30,10 +38,13 @@ from typing import Any
 from urllib.parse import parse_qs, quote
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from fastapi.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
+from itsdangerous import BadData, URLSafeTimedSerializer
 from jinja2 import Environment, FileSystemLoader
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from starlette.routing import Match
 
 from tasks.common.params import Params
 from tasks.common.stage import StageError
@@ -47,15 +58,22 @@ CHAT_MAX_NEW_TOKENS = 128
 CHAT_TEMPERATURE = 0.0  # greedy: the feedback is on what the champion most likely says
 CHAT_MAX_MESSAGES = 7  # the new user turn and the last three exchanges before it: a bounded prompt
 MAX_MESSAGE_CHARS = 2000
+MAX_FIELDS = 16  # the largest form (label) has five
+# Below h11's 16 KiB limit on a request head, which it enforces only on a head still arriving (uvicorn answers that
+# a bare 400); a larger head that arrives at once reaches the app.
+MAX_URL_BYTES = 8 * 1024
+MAX_HEADER_BYTES = 12 * 1024
+BODY_TIMEOUT_S = 10.0  # a form is at most max_body_bytes; a client that stalls mid-body must not hold a worker
+BAD_ESCAPE = re.compile(rb"%(?![0-9A-Fa-f]{2})")  # a browser escapes a literal % as %25
 
 
 class BodyTooLarge(Exception):
     pass
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a request body over `max_bytes`, by Content-Length or, for a chunked body, by
-    counting as it is read."""
+class RequestLimits:
+    """ASGI middleware: refuse, before routing, a URL or headers too large for any page here, a missing or bad
+    Content-Length, and a body over `max_bytes` (by Content-Length or, for a chunked body, counting as it is read)."""
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -63,9 +81,18 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            return await _too_large(scope, receive, send)
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length")
+        if len(scope.get("raw_path", b"")) + len(scope["query_string"]) > MAX_URL_BYTES:
+            return await _refuse(414, "URL too long", scope, receive, send)
+        if sum(len(k) + len(v) for k, v in scope["headers"]) > MAX_HEADER_BYTES:
+            return await _refuse(431, "request headers too large", scope, receive, send)
+        if length is not None and not length.isdigit():
+            return await _refuse(400, "bad Content-Length", scope, receive, send)
+        if length is not None and int(length) > self.max_bytes:
+            return await _refuse(413, "request body too large", scope, receive, send)
+        if length is None and scope["method"] == "POST" and b"transfer-encoding" not in headers:
+            return await _refuse(411, "Content-Length required", scope, receive, send)
         seen = 0
 
         async def limited():
@@ -79,11 +106,16 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except BodyTooLarge:
-            await _too_large(scope, receive, send)
+            await _refuse(413, "request body too large", scope, receive, send)
 
 
-async def _too_large(scope, receive, send):
-    await Response("request body too large", status_code=413, media_type="text/plain")(scope, receive, send)
+async def _refuse(status: int, message: str, scope, receive, send):
+    await PlainTextResponse(message, status_code=status)(scope, receive, send)
+
+
+def same(given: str, expected: str) -> bool:
+    """Constant-time equality of two texts; compare_digest itself raises on a non-ASCII str (a 500 for `csrf=é`)."""
+    return secrets.compare_digest(given.encode(), expected.encode())
 
 
 class ChatModel:
@@ -115,7 +147,7 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
     signer = URLSafeTimedSerializer(store.secret(cfg.secret_env), salt="alignflow-label")
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
     app = FastAPI(title="alignflow label", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit, max_bytes=cfg.max_body_bytes)
+    app.add_middleware(RequestLimits, max_bytes=cfg.max_body_bytes)
     app.state.store = store
     app.state.chat = ChatModel(params, chat_model)
 
@@ -133,16 +165,31 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
     def session(request: Request) -> dict | None:
         try:
             data = signer.loads(request.cookies.get(SESSION, ""), max_age=SESSION_S)
-        except BadSignature:
+        except BadData:
             return None
         return data if store.labeller_exists(data.get("user", "")) else None
 
     async def form(request: Request) -> dict[str, str] | None:
-        """The urlencoded body as {field: first value}; None for another content type."""
+        """The urlencoded body as {field: first value}; None for another content type. Every body is read here, so
+        this is where a malformed one becomes its 4xx."""
         if request.headers.get("content-type", "").split(";")[0].strip() != FORM:
             return None
-        body = (await request.body()).decode("utf-8", errors="replace")
-        return {k: v[0] for k, v in parse_qs(body, keep_blank_values=True, max_num_fields=16).items()}
+        try:
+            body = await asyncio.wait_for(request.body(), BODY_TIMEOUT_S)
+        except TimeoutError:
+            raise HTTPException(408, "request body timed out") from None
+        except ClientDisconnect:  # nobody is left to read the answer; this keeps it out of the error log
+            raise HTTPException(400, "request body cut short") from None
+        if BAD_ESCAPE.search(body):
+            raise HTTPException(400, "malformed percent-encoding in the form")
+        try:
+            parsed = parse_qs(body.decode("utf-8"), keep_blank_values=True, max_num_fields=MAX_FIELDS,
+                              errors="strict")
+        except UnicodeDecodeError:
+            raise HTTPException(400, "the form is not valid UTF-8") from None
+        except ValueError:  # parse_qs: max_num_fields exceeded
+            raise HTTPException(400, f"more than {MAX_FIELDS} form fields") from None
+        return {k: v[0] for k, v in parsed.items()}
 
     async def signed_form(request: Request, what: str) -> tuple[dict, dict[str, str]] | Response:
         """The signed-in user's session and form fields, or the refusal: 401 without a session, 415 for another
@@ -153,7 +200,7 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
         fields = await form(request)
         if fields is None:
             return page("message.html", 415, title="Unsupported", message=f"send the {what} form")
-        if not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
+        if not same(fields.get("csrf", ""), s["csrf"]):
             return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
         return s, fields
 
@@ -178,9 +225,9 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
             return login_page(415, "send the sign-in form")
         try:
             expected = signer.loads(request.cookies.get(LOGIN, ""), salt="login", max_age=3600)
-        except BadSignature:
+        except BadData:
             expected = None
-        if not expected or not secrets.compare_digest(fields.get("csrf", ""), expected):
+        if not expected or not same(fields.get("csrf", ""), expected):
             return login_page(403, "the form expired: sign in again")
         user = await run_in_threadpool(store.authenticate, fields.get("token", "").strip())
         if user is None:
@@ -194,7 +241,7 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
     @app.post("/logout")
     async def logout(request: Request) -> Response:
         s, fields = session(request), await form(request) or {}
-        if s is None or not secrets.compare_digest(fields.get("csrf", ""), s["csrf"]):
+        if s is None or not same(fields.get("csrf", ""), s["csrf"]):
             return page("message.html", 403, title="Forbidden", message="missing or wrong CSRF token")
         response = RedirectResponse("/", 303)
         response.delete_cookie(SESSION)
@@ -279,8 +326,14 @@ def create_app(params: Params, store: LabelStore | None = None, chat_model: str 
             return page("message.html", 409, title="Not saved", message=str(exc), user=s["user"], csrf=s["csrf"])
         return RedirectResponse(f"/chat?at={fb.nonce}", 303)
 
-    @app.exception_handler(404)
-    async def not_found(request: Request, exc) -> Response:
-        return JSONResponse({"detail": "not found"}, status_code=404)
+    @app.exception_handler(HTTPException)
+    async def refused(request: Request, exc: HTTPException) -> Response:
+        """Every refusal (the form's, and routing's 404 and 405) as one line of plain text."""
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # routing names only the first route on the path; GET and POST /label are two
+            headers["Allow"] = ", ".join(sorted({method for route in app.routes
+                                                 if route.matches(request.scope)[0] != Match.NONE
+                                                 for method in route.methods}))
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=headers)
 
     return app
