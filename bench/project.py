@@ -18,7 +18,7 @@ to a fresh directory, so no run can resume another's checkpoints or read its out
 - mlflow.db: migrated once here (creating a store costs ~9 s of migrations), copied into every run.
 - the matmul peak (bench/peak.py), measured first, before anything else loads the machine.
 
-    .venv/bin/python -m bench.project --out /tmp/bench-work [--quick] [--model DIR]   # bench.run does this
+    .venv/bin/python -m bench.project --out bench-work [--quick] [--model DIR]   # bench.run does this
 """
 
 from __future__ import annotations

@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": report.summarise(results, peak),
         "runs": results,
         "errors": errors,
-        "work_dir": str(work),
+        "work_dir": work.name,  # only the name: a result file cites no machine path
     }
     report.write(out, doc)
     print(report.markdown(doc))

@@ -3,7 +3,7 @@
 A fresh process per run, so the peak RSS (getrusage of this process) belongs to this run alone and no run warms
 a cache for the next. `bench.run` starts it; by hand:
 
-    .venv/bin/python -m bench.worker --setup /tmp/bench-work/setup.json --workload sft --side alignflow --out r.json
+    .venv/bin/python -m bench.worker --setup bench-work/setup.json --workload sft --side alignflow --out r.json
 """
 
 from __future__ import annotations
