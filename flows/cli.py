@@ -12,6 +12,9 @@
     alignflow label import|add-labeller NAME|serve|export   human labelling page (tasks/labeling/)
 
 Heavy imports (Prefect, DVC, torch) happen inside the commands so `alignflow --help` is instant.
+
+One error path: a bad argument value or a bad params.yaml (parsed before every command) exits 2 with one line,
+`alignflow CMD: error: ...` — for params, the file, the dotted key and the rule; never a traceback.
 """
 
 from __future__ import annotations
@@ -21,20 +24,23 @@ import json
 import os
 import sys
 import time
+from pathlib import Path
 
 HEADLINE = ("policy/gold_reward", "sft/gold_reward", "policy/rm_score", "policy/kl_sft", "policy/judge_win_rate_vs_sft",
             "guard/reward_hacking")
 
 
+def _params(args: argparse.Namespace):
+    """params.yaml as main() parsed it; a command that needs one fails here (ParamsError) when there is none."""
+    from tasks.common.params import load_params
+
+    return args.params if args.params is not None else load_params()
+
+
 def _run(args: argparse.Namespace) -> int:
     from flows.pipeline import pipeline_flow, stale_stages
-    from tasks.common.params import ParamsError, load_params
 
-    try:
-        load_params()
-    except ParamsError as exc:
-        print(f"alignflow: {exc}", file=sys.stderr)
-        return 2
+    _params(args)
     start = time.perf_counter()
     if not args.stage and not stale_stages():
         # Like `dvc repro` (1.3 s): nothing to do is answered without starting Prefect's server (~11 s) or opening
@@ -87,23 +93,24 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    params = _params(args)
     from prefect import serve
 
     from flows.pipeline import scheduled_deployment
-    from tasks.common.params import load_params
 
     if args.online:
         from flows.online import online_deployment
 
-        deployment = online_deployment(args.cron or load_params().online.cron)
+        deployment = online_deployment(args.cron or params.online.cron)
     else:
-        deployment = scheduled_deployment(args.cron or load_params().pipeline.cron)
+        deployment = scheduled_deployment(args.cron or params.pipeline.cron)
     print(f"serving {deployment.name} on cron '{deployment.schedules[0].schedule.cron}' (Ctrl-C to stop)")
     serve(deployment)
     return 0
 
 
 def _online(args: argparse.Namespace) -> int:
+    _params(args)
     from flows.online import OnlineLoopError, online_flow
 
     try:
@@ -117,6 +124,7 @@ def _online(args: argparse.Namespace) -> int:
 
 
 def _stages(args: argparse.Namespace) -> int:
+    _params(args)
     from flows.pipeline import stage_order, stale_stages
 
     stale = set(stale_stages())  # one `dvc status`, not one per stage
@@ -132,12 +140,11 @@ def _compare(args: argparse.Namespace) -> int:
     from mlflow import MlflowClient
 
     from tasks.common.io import atomic_write_text
-    from tasks.common.params import ParamsError, load_params
     from tasks.common.tracking import tracking_uri
     from tasks.evaluation.compare import DEFAULT_PATTERNS, FORMATS, CompareError, collect, pipeline_runs
 
-    if args.runs and args.last is not None or (args.last is not None and args.last < 1):
-        print("alignflow compare: give run ids or --last N (N ≥ 1), not both", file=sys.stderr)
+    if args.runs and args.last is not None:
+        print("alignflow compare: give run ids or --last N, not both", file=sys.stderr)
         return 2
     # one params.yaml download per run: a progress bar each would bury the table
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -150,9 +157,9 @@ def _compare(args: argparse.Namespace) -> int:
     client = MlflowClient(uri)
     try:
         run_ids = args.runs or pipeline_runs(
-            client, args.experiment or load_params().pipeline.experiment, args.last or 5)
+            client, args.experiment or _params(args).pipeline.experiment, args.last or 5)
         text = FORMATS[args.format](collect(client, run_ids, args.metrics or DEFAULT_PATTERNS))
-    except (CompareError, ParamsError) as exc:
+    except CompareError as exc:
         print(f"alignflow compare: {exc}", file=sys.stderr)
         return 2
     if args.output:
@@ -165,8 +172,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _compare_methods(args: argparse.Namespace) -> int:
     """`alignflow compare-methods`: exit 1 when an experiment failed, 2 on a dvc or params error."""
+    _params(args)
     from flows.compare_methods import METHODS, CompareMethodsError, run_compare_methods
-    from tasks.common.params import ParamsError
 
     unknown = [m for m in args.methods or [] if m not in METHODS]
     if unknown:
@@ -177,7 +184,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
     try:
         return run_compare_methods(args.methods or list(METHODS), collect=args.collect, jobs=args.jobs,
                                    readme=args.readme, dry_run=args.dry_run)
-    except (CompareMethodsError, ParamsError) as exc:
+    except CompareMethodsError as exc:
         print(f"alignflow compare-methods: {exc}", file=sys.stderr)
         return 2
 
@@ -197,19 +204,46 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from tasks.common.params import ParamsError, load_params
     from tasks.labeling.cli import run_label
 
+    return run_label(_params(args), args)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line like every other error here (`--help` shows the usage)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _fraction(text: str) -> float:
     try:
-        params = load_params()
-    except ParamsError as exc:
-        print(f"alignflow: {exc}", file=sys.stderr)
-        return 2
-    return run_label(params, args)
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {text}")
+    return value
+
+
+def _int_in(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high]."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if value < low or high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be ≥ {low}" + (f" and ≤ {high}" if high else "") + f", got {text}")
+        return value
+
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="alignflow", description="Preference-learning pipeline (Prefect + DVC + MLflow).")
+    p = _Parser(prog="alignflow", description="Preference-learning pipeline (Prefect + DVC + MLflow).")
+    p.set_defaults(params=None)  # main() puts the parsed params.yaml here; a caller of args.fn may leave it unset
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the pipeline through Prefect (up-to-date stages are skipped)")
@@ -219,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="validate data files of one kind")
     val.add_argument("--kind", required=True, choices=["prompts", "sft", "preference", "kto", "constitution"])
     val.add_argument("--on-error", choices=["fail", "drop"], default=None, help="default: params.yaml or fail")
-    val.add_argument("--max-drop-fraction", type=float, default=None)
+    val.add_argument("--max-drop-fraction", type=_fraction, default=None, help="default: params.yaml (0.02)")
     val.add_argument("--report", default=None, help="HTML report path (default reports/checks/cli-report.html)")
     val.add_argument("files", nargs="+")
     val.set_defaults(fn=_validate)
@@ -238,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="pipeline runs side by side: params that differ, metrics")
     cmp.add_argument("runs", nargs="*", metavar="RUN_ID", help="MLflow run ids (a stage run stands for its pipeline "
                      "run); default: the last pipeline runs")
-    cmp.add_argument("--last", type=int, default=None, metavar="N", help="the last N pipeline runs (default 5)")
+    cmp.add_argument("--last", type=_int_in(1), default=None, metavar="N", help="the last N pipeline runs (default 5)")
     cmp.add_argument("--experiment", default=None, help="default: params.yaml pipeline.experiment")
     cmp.add_argument("--metrics", nargs="+", default=None, metavar="PATTERN",
                      help="fnmatch patterns of metric names (default: policy/* sft/* gate/* guard/*); put run ids "
@@ -250,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     cm = sub.add_parser("compare-methods", help="the methods side by side: one DVC experiment each (dvc queue), "
                         "a table + figure in the reports dir and MLflow")
     cm.add_argument("--methods", nargs="+", metavar="M", help="subset, in table order (default: all seven)")
-    cm.add_argument("--jobs", type=int, default=1, help="dvc queue workers (default 1: each run gets every core)")
+    cm.add_argument("--jobs", type=_int_in(1), default=1, help="dvc queue workers (default 1: each run gets every core)")
     cm.add_argument("--collect", metavar="PREFIX", help="no new runs: the table from finished experiments PREFIX-*")
     cm.add_argument("--readme", action="store_true", help="also write the table into README.md between its markers")
     cm.add_argument("--dry-run", action="store_true", help="print the dvc commands and stop")
@@ -268,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("name")
     srv = lab_sub.add_parser("serve", help="serve the page (default params.label.host:port, loopback)")
     srv.add_argument("--host", default=None, help="default: params.yaml label.host")
-    srv.add_argument("--port", type=int, default=None, help="default: params.yaml label.port")
+    srv.add_argument("--port", type=_int_in(1, 65535), default=None, help="default: params.yaml label.port")
     srv.add_argument("--chat-model", default=None, help="serve this model dir on /chat instead of the MLflow champion")
     lab_sub.add_parser("export", help="write params.label.export (+ data/human/feedback.jsonl) and print agreement")
     lab.set_defaults(fn=_label)
@@ -277,7 +311,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.fn(args))
+    from tasks.common.params import PARAMS_FILE, ParamsError, load_params
+
+    try:
+        # Parsed before the command starts anything (Prefect, dvc status, MLflow, a model), so a bad value fails
+        # here and nowhere later. Without a params.yaml, validate, report and compare RUN_ID… still run.
+        args.params = load_params() if Path(PARAMS_FILE).exists() else None
+        code = args.fn(args)
+    except ParamsError as exc:
+        print(f"alignflow {args.command}: error: {exc}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,19 @@
 """Typed view of params.yaml.
 
-Parsed once, with `extra="forbid"` everywhere, so a typo fails at load time and names the key
-(`train_reward.trainer` is the exception: it holds TRL config kwargs, which TRL itself validates).
-Light on imports on purpose: the CLI and dvc.yaml templating read this without loading torch.
+Parsed once, with `extra="forbid"` everywhere, so a typo fails at load time and names the key. The `trainer:`
+sections hold TRL config kwargs verbatim; they are checked at load too (check_trainers): each key against the
+fields of the TRL config its stage builds, plus the ranges TRL does not check (it would train on
+`learning_rate: -2e-4`). Light on imports on purpose: the CLI and dvc.yaml templating read this without loading
+torch, so the TRL field names are read from a per-version cache (trl_fields).
 """
 
 from __future__ import annotations
 
+import difflib
+import functools
+import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,7 +87,7 @@ class LoraParams(_Strict):
     """peft.LoraConfig kwargs we expose; task_type is set by each stage."""
 
     r: int = Field(16, gt=0)
-    lora_alpha: int = 32
+    lora_alpha: int = Field(32, gt=0)
     lora_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     target_modules: str | list[str] = "all-linear"
 
@@ -341,7 +348,7 @@ class Params(_Strict):
 
 
 class ParamsError(ValueError):
-    """params.yaml is unreadable or has a bad key/value; the message names the file and the key."""
+    """params.yaml is unreadable or has a bad key/value; the one-line message names the file, the key and the rule."""
 
 
 def load_params(path: str | Path = PARAMS_FILE) -> Params:
@@ -351,19 +358,163 @@ def load_params(path: str | Path = PARAMS_FILE) -> Params:
     except FileNotFoundError:
         raise ParamsError(f"{path}: not found (run from the project root, where params.yaml lives)") from None
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {exc}") from None
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: not a mapping of sections (got {type(raw).__name__})")
     return parse_params(raw, source=str(path))
 
 
 def parse_params(raw: dict[str, Any], source: str = PARAMS_FILE) -> Params:
     try:
-        return Params.model_validate(raw)
+        params = Params.model_validate(raw)
     except ValidationError as exc:
-        lines = []
+        problems = []
         for err in exc.errors():
             key = ".".join(str(p) for p in err["loc"]).replace("validate_", "validate")
-            lines.append(f"  {key}: {err['msg']}")
-        raise ParamsError(f"{source}: invalid parameters\n" + "\n".join(lines)) from None
+            value = err.get("input")
+            shown = err["type"] not in ("extra_forbidden", "missing") and isinstance(value, (str, int, float, type(None)))
+            problems.append(f"{key}: {err['msg']}" + (f" (got {value!r})" if shown else ""))
+        raise ParamsError(f"{source}: " + "; ".join(problems)) from None
+    problems = check_trainers(params)
+    if problems:
+        raise ParamsError(f"{source}: " + "; ".join(problems))
+    return params
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _integer(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_STEPS = ("must be a number > 0 (below 1: a fraction of the training steps)", lambda v: _number(v) and v > 0)
+_BATCH = ("must be an integer ≥ 1", lambda v: _integer(v) and v >= 1)
+_ADAM_BETA = ("must be a number in [0, 1)", lambda v: _number(v) and 0 <= v < 1)
+# What TRL and transformers take without a check: key -> (rule, test). β, label smoothing, the online sampling and
+# batch sizes are the stage's own (align.*, align.online.*), typed above.
+TRAINER_RULES: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "learning_rate": ("must be a number > 0", lambda v: _number(v) and v > 0),
+    "num_train_epochs": ("must be a number > 0", lambda v: _number(v) and v > 0),
+    "max_steps": ("must be -1 (train num_train_epochs) or an integer ≥ 1", lambda v: _integer(v) and (v == -1 or v >= 1)),
+    "per_device_train_batch_size": _BATCH,
+    "per_device_eval_batch_size": _BATCH,
+    "gradient_accumulation_steps": _BATCH,
+    "num_iterations": _BATCH,
+    "warmup_steps": ("must be a number ≥ 0 (below 1: a fraction of the training steps)", lambda v: _number(v) and v >= 0),
+    "logging_steps": _STEPS,
+    "save_steps": _STEPS,
+    "eval_steps": (_STEPS[0] + " or null", lambda v: v is None or _STEPS[1](v)),
+    "weight_decay": ("must be a number ≥ 0", lambda v: _number(v) and v >= 0),
+    "max_grad_norm": ("must be a number ≥ 0 (0: no clipping)", lambda v: _number(v) and v >= 0),
+    "adam_beta1": _ADAM_BETA,
+    "adam_beta2": _ADAM_BETA,
+    "adam_epsilon": ("must be a number > 0", lambda v: _number(v) and v > 0),
+    "epsilon": ("must be a number > 0", lambda v: _number(v) and v > 0),
+    "max_length": ("must be an integer ≥ 1 or null", lambda v: v is None or _integer(v) and v >= 1),
+    "dataloader_num_workers": ("must be an integer ≥ 0", lambda v: _integer(v) and v >= 0),
+}
+# What each stage passes to trainer_config itself (the stage wins): in `trainer:` they would be silently ignored or
+# disagree with the stage's own params, so load refuses them.
+STAGE_SET = {"output_dir", "seed", "report_to"}
+ALIGN_SET = STAGE_SET | {"beta", "loss_type", "label_smoothing", "desirable_weight", "undesirable_weight"}
+ONLINE_SET = STAGE_SET | {"beta", "learning_rate", "max_steps", "num_generations", "per_device_train_batch_size",
+                          "max_completion_length", "temperature", "top_p", "top_k"}
+# align.method -> the TRL config that align.trainer / align.online.trainer become (tasks/align.py METHODS,
+# tasks/ppo/trl_online.py _trl). A method that does not read the section checks it against all of them.
+ALIGN_CONFIGS = {"dpo": "DPOConfig", "ipo": "DPOConfig", "robust": "DPOConfig", "hinge": "DPOConfig",
+                 "simpo": "DPOConfig", "kto": "KTOConfig"}
+ONLINE_CONFIGS = {"rloo": "RLOOConfig", "grpo": "GRPOConfig"}
+
+
+def check_trainers(params: Params) -> list[str]:
+    """Every `trainer:` key against the TRL config its stage builds from it: a field of that config, not one the
+    stage sets itself, one of the choices of an enum field, and inside TRAINER_RULES. Returns `key: rule` lines."""
+    method = params.align.method
+    sections = [
+        ("sft.trainer", params.sft.trainer, ["SFTConfig"], STAGE_SET, "paths.sft_checkpoints, seed"),
+        ("train_reward.trainer", params.train_reward.trainer, ["RewardConfig"], STAGE_SET,
+         "paths.reward_checkpoints, seed"),
+        ("align.trainer", params.align.trainer,
+         [ALIGN_CONFIGS[method]] if method in ALIGN_CONFIGS else sorted(set(ALIGN_CONFIGS.values())),
+         ALIGN_SET, "align.*, paths.align_checkpoints, seed"),
+        ("align.online.trainer", params.align.online.trainer,
+         [ONLINE_CONFIGS[method]] if method in ONLINE_CONFIGS else sorted(ONLINE_CONFIGS.values()),
+         ONLINE_SET, "align.online.*, align.ppo.generation, paths.align_checkpoints, seed"),
+    ]
+    if not any(kwargs for _, kwargs, *_ in sections):
+        return []
+    fields = trl_fields()
+    problems = []
+    for section, kwargs, configs, reserved, owner in sections:
+        known: dict[str, list[str] | None] = {}
+        for name in configs:
+            known.update(fields[name])
+        for key, value in kwargs.items():
+            where = f"{section}.{key}"
+            if key in reserved:
+                problems.append(f"{where}: set by the stage (from {owner}); remove it")
+            elif key not in known:
+                near = difflib.get_close_matches(key, set(known) - reserved, n=1)
+                problems.append(f"{where}: not a {' / '.join(configs)} field" + (f" (did you mean {near[0]}?)"
+                                                                                   if near else ""))
+            elif known[key] is not None and value not in known[key]:
+                hint = "; YAML reads no/off as false: quote it" if isinstance(value, bool) else ""
+                problems.append(f"{where}: must be one of {', '.join(known[key])} (got {value!r}{hint})")
+            elif key in TRAINER_RULES and not TRAINER_RULES[key][1](value):
+                hint = ("; YAML reads 2e-4 as text, write 2.0e-4" if isinstance(value, str) and _is_float(value)
+                        else "")
+                problems.append(f"{where}: {TRAINER_RULES[key][0]} (got {value!r}{hint})")
+    return problems
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+@functools.cache
+def trl_fields() -> dict[str, dict[str, list[str] | None]]:
+    """TRL config name -> its fields -> the values an enum field takes (None: not an enum).
+
+    Importing TRL's configs costs 4–8 s here (transformers, torch, peft), more than the commands that parse params
+    (`alignflow stages`) take, so the answer is kept in the user's cache directory, one file per installed trl and
+    transformers version (the two packages that define the fields), and read back in milliseconds.
+    """
+    from importlib.metadata import version
+
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "alignflow"
+    cache = cache_dir / f"trl-fields-{version('trl')}-transformers-{version('transformers')}.json"
+    try:
+        return json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        pass
+    import dataclasses
+    import enum
+    import typing
+
+    from trl import DPOConfig, GRPOConfig, KTOConfig, RewardConfig, RLOOConfig, SFTConfig
+
+    out: dict[str, dict[str, list[str] | None]] = {}
+    for cls in (SFTConfig, RewardConfig, DPOConfig, KTOConfig, RLOOConfig, GRPOConfig):
+        out[cls.__name__] = {}
+        for f in dataclasses.fields(cls):
+            if not f.init:
+                continue
+            enums = [t for t in typing.get_args(f.type) or (f.type,) if isinstance(t, type) and issubclass(t, enum.Enum)]
+            out[cls.__name__][f.name] = [str(e.value) for e in enums[0]] if enums else None
+    try:  # a cache only: an unwritable home directory costs the import next time, nothing else
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(out, sort_keys=True), encoding="utf-8")
+        os.replace(tmp, cache)
+    except OSError:
+        pass
+    return out
 
 
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

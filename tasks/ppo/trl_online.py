@@ -42,11 +42,6 @@ from typing import Any
 
 from tasks.common.io import atomic_dir, write_json
 from tasks.common.params import Params
-from tasks.common.stage import StageError
-
-# Set by the stage from align.online / align.ppo / paths; in align.online.trainer they would silently disagree.
-RESERVED = {"output_dir", "seed", "report_to", "beta", "learning_rate", "max_steps", "num_generations",
-            "per_device_train_batch_size", "max_completion_length", "temperature", "top_p", "top_k"}
 
 
 def run_trl_online(params: Params) -> dict[str, float]:
@@ -69,10 +64,6 @@ def run_trl_online(params: Params) -> dict[str, float]:
 
     cfg, paths = params.align, params.paths
     online, ppo = cfg.online, cfg.ppo
-    reserved = RESERVED & set(online.trainer)
-    if reserved:
-        raise StageError(f"align.online.trainer: {sorted(reserved)} are set by the stage from align.online / "
-                         "align.ppo.generation; remove them")
     seed_everything(params.seed)
     check_inputs(params)
     with stage_run("align", params, cfg.model_dump()):
