@@ -4,7 +4,8 @@ Orchestration glue written here by hand (no library composes Prefect, DVC and ML
 - DVC owns what is stale. Each stage task runs `dvc repro --single-item <stage>`, so a scheduled run and a
   hand `dvc repro` leave the same dvc.lock, and an up-to-date stage is skipped. Prefect's own result caching
   stays off: it cannot see file contents.
-- Prefect owns execution: retries (not for user errors such as bad data), a `gpu` tag under a concurrency limit,
+- Prefect owns execution: retries (not for user errors such as bad data), a `gpu` tag under a concurrency limit
+  (whose slots a killed run cannot hold forever: flows/gpu_slots.py),
   schedules (`alignflow serve`), and a markdown artifact per run that links the MLflow run.
 - MLflow owns results: the flow opens the parent run; each stage process opens its child run
   (tasks/common/tracking.py) under ALIGNFLOW_PARENT_RUN_ID.
@@ -26,6 +27,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
+from flows.gpu_slots import ensure_gpu_limit, report_if_waiting, repossessor
 from tasks.common.params import load_params
 from tasks.common.tracking import PARENT_ENV, tracking_uri
 
@@ -118,6 +120,8 @@ def _stage_flow(stage: str):
         params = load_params()
         tags = ["gpu"] if stage in GPU_STAGES else []
         retries = params.pipeline.stage_retries
+        if tags:
+            report_if_waiting(get_run_logger())
         return repro_stage.with_options(tags=tags, retries=retries)(stage, parent_run_id)
 
     run_one.__doc__ = f"Prefect flow for the `{stage}` stage (runs it through `dvc repro --single-item`)."
@@ -130,27 +134,20 @@ STAGE_FLOWS = {name: _stage_flow(name) for name in (
 )}
 
 
-def ensure_gpu_limit(limit: int) -> None:
-    """Create/refresh the tag concurrency limit that serialises `gpu` tasks across concurrent flow runs."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        client.create_concurrency_limit(tag="gpu", concurrency_limit=limit)
-
-
 @flow(name="alignflow-pipeline", log_prints=True)
 def pipeline_flow(stages: list[str] | None = None) -> dict[str, Any]:
     """Run the pipeline (or the named stages) in DVC order under one MLflow parent run."""
     from flows import tracking_glue
 
     params = load_params()
-    ensure_gpu_limit(params.pipeline.gpu_concurrency)
+    logger = get_run_logger()
+    ensure_gpu_limit(params.pipeline.gpu_concurrency, logger)
     order = stage_order()
     unknown = set(stages or []) - set(order)
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; dvc.yaml has {order}")
     selected = [s for s in order if not stages or s in stages]
-    with tracking_glue.parent_run(params) as parent:
+    with repossessor(logger), tracking_glue.parent_run(params) as parent:
         outcomes = []
         for stage in selected:
             outcomes.append(STAGE_FLOWS[stage](parent_run_id=parent.info.run_id))

@@ -25,6 +25,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.pop("MLFLOW_TRACKING_URI", None)
 os.environ.pop("ALIGNFLOW_PARENT_RUN_ID", None)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Prefect's temporary servers keep their database and leases under PREFECT_HOME: the tests get their own, so a
+# test that kills a run can never leave a held `gpu` slot in the developer's ~/.prefect (and theirs cannot stall us).
+os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="alignflow-prefect-")
 # Tiny models gain nothing from a second thread, and with 2 threads a busy machine makes each tiny op ~100x slower.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 

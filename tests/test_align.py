@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import math
-from pathlib import Path
 
 import pytest
 
@@ -124,17 +123,6 @@ def test_oriented_pairs_and_unpaired():
     kto = unpaired(pairs, seed=0)
     assert sorted((r["completion"][0]["content"], r["label"]) for r in kto) == [
         ("a", False), ("a", True), ("b", False), ("b", True)]
-
-
-def test_reserved_trainer_key_is_an_error(upstream):
-    from tasks.align import run_align
-    from tasks.common.stage import StageError
-
-    params = _params("dpo")
-    params.align.trainer["beta"] = 0.5
-    with pytest.raises(StageError, match="beta"):
-        run_align(params)
-    assert not Path("models/policy").exists()
 
 
 def test_simpo_loss_worked_example():

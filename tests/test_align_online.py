@@ -102,15 +102,3 @@ def test_reward_fn_scales_scores_and_penalises_missing_eos(tiny_model_dir):
     assert len(set(raw)) == 3
     got = rm_reward(rm, tok, scale=0.25, missing_eos_penalty=None, **kwargs)(prompts, completions, completion_ids=ids)
     assert got == pytest.approx([(r - 0.3) / 0.25 for r in raw])
-
-
-def test_stage_set_keys_in_online_trainer_are_refused(project):
-    from tasks.align import run_align
-    from tasks.common.params import load_params
-    from tasks.common.stage import StageError
-
-    params = load_params()
-    params.align.method = "grpo"
-    params.align.online.trainer = {"beta": 0.2, "temperature": 0.7}
-    with pytest.raises(StageError, match=r"align\.online\.trainer: \['beta', 'temperature'\]"):
-        run_align(params)

@@ -80,6 +80,8 @@ BAD = [  # (overrides, the dotted key, a fragment of the rule)
      "set by the stage"),
     ({"align": {"method": "rloo", "online": {"trainer": {"scale_rewards": "group"}}}},
      "align.online.trainer.scale_rewards", "not a RLOOConfig field"),
+    ({"align": {"method": "grpo", "online": {"trainer": {"temperature": 0.7}}}},
+     "align.online.trainer.temperature", "set by the stage (from align.online.*"),
     ({"align": {"online": {"trainer": {"num_iterations": 0}}}}, "align.online.trainer.num_iterations", "≥ 1"),
     ({"validate": {"max_drop_fraction": 2}}, "validate.max_drop_fraction", "less than or equal to 1"),
 ]
