@@ -84,7 +84,7 @@ def _validate_constitution(files: list[str]) -> int:
 def _validate(args: argparse.Namespace) -> int:
     if args.kind == "constitution":
         return _validate_constitution(args.files)
-    from tasks.validate import validate_cli
+    from tasks.common.validation import validate_cli
 
     kwargs = {"report": args.report} if args.report else {}
     return validate_cli(

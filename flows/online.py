@@ -53,7 +53,7 @@ def export_inputs(params) -> dict[str, Any]:
 
 def validate_inputs(params, counts: dict[str, Any]) -> None:
     """The exported files through the data suites; a bad row raises with file, row and rule."""
-    from tasks.validate import load_and_validate
+    from tasks.common.validation import load_and_validate
 
     if counts["labels"]:
         load_and_validate("preference", [params.label.export], params)

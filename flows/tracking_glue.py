@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from tasks.common.registry import EVAL_SET_TAG
 from tasks.common.tracking import configure, git_sha
 
 
@@ -62,7 +63,7 @@ def finish_parent(params, run_id: str, outcomes: list[dict[str, Any]]) -> dict[s
     eval_dir = Path(params.paths.reports) / "eval"
     eval_set = _eval_set(eval_dir / "report_data.json")
     if eval_set:
-        mlflow.set_tag("alignflow.eval_set", eval_set)  # the gate compares champions only on equal sets
+        mlflow.set_tag(EVAL_SET_TAG, eval_set)  # the gate compares champions only on equal sets
     version, promoted = None, None
     if any(o["stage"] == "align" and o["status"] == "ran" for o in outcomes):
         version = register_policy(params, run_id, hashes.get("align", ""), eval_metrics)
@@ -108,13 +109,14 @@ def apply_gate(params, run_id: str, version: str | None, metrics: dict[str, floa
     to the new version if every check passes, and tag the run and the version either way. None: nothing to decide."""
     from mlflow import MlflowClient
 
+    from tasks.common.registry import current_champion
     from tasks.evaluation import gate
 
     if version is None or not metrics:
         return None
     client = MlflowClient()
     name, number = version.rsplit("/", 1)
-    decision = gate.decide(metrics, params.evaluate.gate, gate.current_champion(client, name), eval_set)
+    decision = gate.decide(metrics, params.evaluate.gate, current_champion(client, name), eval_set)
     gate.promote(client, name, number, run_id, decision)
     return decision.passed
 

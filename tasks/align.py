@@ -54,11 +54,11 @@ def run_align(params: Params) -> dict[str, float]:
         load_tokenizer,
         mixed_precision_weights,
         read_chain,
-        seed_everything,
         trainer_defaults,
         write_chain,
     )
     from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
+    from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
     cfg, paths = params.align, params.paths
@@ -164,7 +164,7 @@ def feedback_rows(params: Params) -> list[dict[str, Any]]:
     """align.feedback through the kto data suite (a bad row stops with file, row and rule): prompt/completion/label."""
     if not params.align.feedback:
         return []
-    from tasks.validate import load_and_validate
+    from tasks.common.validation import load_and_validate
 
     if not Path(params.align.feedback).is_file():
         raise StageError(f"align.feedback: {params.align.feedback} not found (`alignflow label export` writes it)")

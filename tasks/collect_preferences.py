@@ -57,7 +57,7 @@ PAIR_FILES = ("train.jsonl", "eval.jsonl", "hard_train.jsonl", "hard_eval.jsonl"
 
 def run_collect_preferences(params: Params) -> dict[str, float]:
     """Files in, files out, metrics returned."""
-    from tasks.common.modeling import seed_everything
+    from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
     cfg = params.collect_preferences
@@ -325,8 +325,8 @@ def _load_human(params: Params, path: Path) -> list[dict]:
     import json
 
     from tasks.common.gold import gold_scores
+    from tasks.common.validation import DataValidationError, load_and_validate
     from tasks.judges.base import Judgment
-    from tasks.validate import DataValidationError, load_and_validate
 
     try:
         rows = load_and_validate("preference", [str(path)], params)
@@ -425,7 +425,7 @@ def _write_histogram(histogram: list[dict]) -> None:
 
 
 def _validate_pairs(files: list[Path], params: Params) -> None:
-    from tasks.validate import DataValidationError, load_and_validate
+    from tasks.common.validation import DataValidationError, load_and_validate
 
     try:
         load_and_validate("preference", files, params)

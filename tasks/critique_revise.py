@@ -53,7 +53,7 @@ MAX_LISTED = 20  # issues quoted in an error message
 
 def run_critique_revise(params: Params) -> dict[str, float]:
     """Files in, files out, metrics returned."""
-    from tasks.common.modeling import seed_everything
+    from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dataset, log_metrics, stage_run
 
     cfg, paths = params.critique_revise, params.paths
@@ -190,7 +190,7 @@ def _check_outputs(staging: Path, out_dir: Path, revisions: list[dict], rows: li
                    constitution: Constitution, params: Params) -> list[dict]:
     """Both produced files through their suites; returns the SFT rows kept (validate.on_error: drop may drop)."""
     from tasks.common.produced_checks import check_revisions
-    from tasks.validate import DataValidationError, load_and_validate
+    from tasks.common.validation import DataValidationError, load_and_validate
 
     names = [p.name for p in constitution.for_use("revise")]
     issues = check_revisions(revisions, names, params.critique_revise.rounds, str(out_dir / "revisions.jsonl"))

@@ -41,6 +41,7 @@ from tasks.common.gold import gold_scores
 from tasks.common.io import read_jsonl, write_json
 from tasks.common.metrics import distinct_n, mean_ci, win_rate
 from tasks.common.params import Params
+from tasks.common.registry import EVAL_SET_TAG
 from tasks.common.stage import StageError, stage_main
 from tasks.evaluation import report_doc, suite
 from tasks.evaluation.sampling import add_rm_scores, sample_models
@@ -48,14 +49,14 @@ from tasks.evaluation.sampling import add_rm_scores, sample_models
 log = logging.getLogger("alignflow.evaluate")
 
 REFERENCE = {"policy": "sft", "sft": "base"}  # KL(model‖reference): the previous model in the chain
-EVAL_SET_TAG = "alignflow.eval_set"  # runs with equal digests were evaluated on the same sets (gate comparisons)
 
 
 def run_evaluate(params: Params) -> dict[str, float]:
     """Files in, files out, metrics returned."""
     import mlflow
 
-    from tasks.common.modeling import read_chain, seed_everything
+    from tasks.common.modeling import read_chain
+    from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dataset, log_metrics, stage_run, tracking_uri
 
     cfg, paths = params.evaluate, params.paths

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tasks.common.model_import import prepare
 from tasks.common.params import Params
 from tasks.common.stage import stage_main
-from tasks.prepare_model import prepare
 
 
 def run_prepare_judge(params: Params) -> dict[str, float]:

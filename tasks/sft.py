@@ -41,11 +41,11 @@ def run_sft(params: Params) -> dict[str, float]:
     from tasks.common.modeling import (
         load_tokenizer,
         mixed_precision_weights,
-        seed_everything,
         trainer_config,
         write_chain,
     )
     from tasks.common.resume import model_digest, resume_checkpoint, train, write_curves
+    from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_artifacts, log_dataset, log_metrics, stage_run
 
     seed_everything(params.seed)

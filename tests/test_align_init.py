@@ -147,7 +147,7 @@ def test_a_champion_of_another_sft_model_is_refused(upstream):  # noqa: F811
 def test_feedback_needs_kto_and_valid_rows(upstream):  # noqa: F811
     from tasks.align import run_align
     from tasks.common.stage import StageError
-    from tasks.validate import DataValidationError
+    from tasks.common.validation import DataValidationError
 
     params = _params("dpo")
     params.align.feedback = str(_feedback())

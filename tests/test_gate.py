@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tasks.common.params import GateParams
+from tasks.common.registry import EVAL_SET_TAG, ChampionVersion, current_champion
 from tasks.evaluation import gate
 from tests.conftest import copy_migrated_mlflow_db
 
@@ -43,7 +44,7 @@ def registry(tmp_path, monkeypatch):
 
 def _candidate(client, exp, metrics, eval_set="evalA"):
     """A pipeline run as tracking_glue leaves it: eval metrics, eval-set tag, the policy artifact, a new version."""
-    run_id = client.create_run(exp, tags={"alignflow.stage": "pipeline", gate.EVAL_SET_TAG: eval_set}).info.run_id
+    run_id = client.create_run(exp, tags={"alignflow.stage": "pipeline", EVAL_SET_TAG: eval_set}).info.run_id
     for k, v in metrics.items():
         client.log_metric(run_id, k, v)
     client.log_text(run_id, '{"adapters": []}', "policy/alignflow_model.json")
@@ -57,7 +58,7 @@ def _candidate(client, exp, metrics, eval_set="evalA"):
 def _gate(client, exp, metrics, eval_set="evalA", cfg=None):
     """Register, decide against the current champion, promote: what the pipeline does at the end of a run."""
     run_id, version = _candidate(client, exp, metrics, eval_set)
-    decision = gate.decide(metrics, cfg or GateParams(), gate.current_champion(client, MODEL), eval_set)
+    decision = gate.decide(metrics, cfg or GateParams(), current_champion(client, MODEL), eval_set)
     gate.promote(client, MODEL, f"{MODEL}/{version}", run_id, decision)
     return run_id, version, decision
 
@@ -81,7 +82,7 @@ def with_champion(registry):
 
 def test_champion_moves_only_when_beaten(registry, tmp_path):
     client, exp = registry
-    assert gate.current_champion(client, MODEL) is None  # no registered model at all
+    assert current_champion(client, MODEL) is None  # no registered model at all
 
     # 1. first promotion: no champion, every check passes, the alias lands on version 1
     run1, v1, d1 = _gate(client, exp, GOOD)
@@ -101,8 +102,8 @@ def test_champion_moves_only_when_beaten(registry, tmp_path):
     logged = Path(client.download_artifacts(run1, "gate.json", str(tmp_path)))
     assert gate.Decision.from_dict(json.loads(logged.read_text())) == d1
 
-    champion = gate.current_champion(client, MODEL)
-    assert champion == gate.Champion("1", run1, client.get_run(run1).data.metrics, "evalA")
+    champion = current_champion(client, MODEL)
+    assert champion == ChampionVersion("1", run1, client.get_run(run1).data.metrics, "evalA")
 
     # 2. a worse policy (still better than its SFT) fails beats_champion; the alias stays on version 1
     run2, v2, d2 = _gate(client, exp, {**GOOD, "policy/gold_reward": 0.35})
@@ -210,7 +211,7 @@ def test_uninformative_judge_win_rate_is_not_used():
     d = gate.decide(flagged, cfg, None, None)
     assert not d.passed and [c.name for c in d.failed()] == ["beats_sft"]
     assert "uninformative" in _check(d, "beats_sft").detail and "not used" in _check(d, "beats_sft").detail
-    champion = gate.Champion(version="1", run_id="r1", metrics={"policy/judge_win_rate_vs_sft": 0.6}, eval_set="e")
+    champion = ChampionVersion(version="1", run_id="r1", metrics={"policy/judge_win_rate_vs_sft": 0.6}, eval_set="e")
     d = gate.decide(flagged, cfg, champion, "e")  # nor against a champion
     assert "uninformative" in _check(d, "beats_champion").detail
     # a flag on the other comparison (vs base) does not touch the win rate vs SFT; gold_reward ignores the flag

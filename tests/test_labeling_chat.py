@@ -122,7 +122,7 @@ def test_store_votes(tmp_path):
 
 
 def test_export_feedback_validates_as_kto(setup):
-    from tasks.validate import load_and_validate
+    from tasks.common.validation import load_and_validate
 
     params, store, tokens, app = setup
     replies = [("ann", "good film", True), ("ann", "bad film", False), ("bob", "great film", True),

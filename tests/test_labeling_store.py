@@ -307,7 +307,7 @@ def _two_labellers(store: LabelStore, ann: str, bob: str, overlap: int) -> None:
 
 def _pipeline_reads(params: Params) -> list[dict]:
     from tasks.collect_preferences import _load_human
-    from tasks.validate import load_and_validate
+    from tasks.common.validation import load_and_validate
 
     assert len(load_and_validate("preference", [params.label.export], params)) == len(
         Path(params.label.export).read_text().splitlines())

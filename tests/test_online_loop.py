@@ -97,7 +97,7 @@ def test_new_labels_retrain_and_an_idle_tick_waits(loop_repo):
     from mlflow import MlflowClient
 
     from tasks.common.modeling import read_chain
-    from tasks.evaluation.gate import current_champion
+    from tasks.common.registry import current_champion
 
     client = MlflowClient()
     version = result["pipeline"]["registered_version"].split("/")[-1]

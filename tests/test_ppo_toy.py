@@ -34,7 +34,8 @@ def build(tiny_model_dir, seed=0, **settings):
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification
 
-    from tasks.common.modeling import load_causal_lm, load_tokenizer, seed_everything
+    from tasks.common.modeling import load_causal_lm, load_tokenizer
+    from tasks.common.seeding import seed_everything
     from tasks.ppo.trainer import PPOSettings, PPOTrainer
 
     seed_everything(seed)

@@ -149,7 +149,7 @@ def test_existing_special_token_becomes_pad():
 
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tasks.prepare_model import ensure_distinct_pad
+    from tasks.common.model_import import ensure_distinct_pad
     from tests.tiny_model import build_tiny_model
 
     with tempfile.TemporaryDirectory() as d:
@@ -214,8 +214,8 @@ def test_packaged_default_resolves_to_the_shipped_gguf(tmp_path):
     """The default source is found through the package's file list and its pinned sha256 (no 135M load here)."""
     from importlib.metadata import PackageNotFoundError
 
+    from tasks.common.model_import import resolve_source
     from tasks.common.params import PrepareModelParams
-    from tasks.prepare_model import resolve_source
 
     try:
         src = resolve_source(PrepareModelParams(source="smollm2-gguf"), tmp_path)

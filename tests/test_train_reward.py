@@ -96,8 +96,9 @@ def test_reward_model_trains_reloads_reproduces_and_resumes(rm_project, tiny_mod
     from safetensors.torch import load_file
     from trl.trainer.reward_trainer import RewardTrainer
 
-    from tasks.common.modeling import read_chain, seed_everything
+    from tasks.common.modeling import read_chain
     from tasks.common.reward import load_sequence_classifier
+    from tasks.common.seeding import seed_everything
     from tasks.train_reward import run_train_reward
 
     params = load_params()
@@ -335,9 +336,10 @@ def test_shared_prefix_scoring_matches_the_plain_path(rm_project):
     batches of mixed lengths, including a sequence that is all prefix but its last token."""
     import torch
 
-    from tasks.common.modeling import load_tokenizer, seed_everything
+    from tasks.common.modeling import load_tokenizer
     from tasks.common.prefix_cache import shared_prefix
     from tasks.common.reward import raw_rewards
+    from tasks.common.seeding import seed_everything
 
     seed_everything(0)
     tok = load_tokenizer("models/sft", padding_side="right")

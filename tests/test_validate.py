@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tasks.common.params import ValidateParams, load_params
-from tasks.validate import DataValidationError, load_and_validate, run_validate, validate_cli, validate_files
+from tasks.common.validation import DataValidationError, load_and_validate, validate_cli, validate_files
+from tasks.validate import run_validate
 from tests.test_records import write_rows
 
 TEMPLATE = "{prompt}"

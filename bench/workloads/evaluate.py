@@ -40,7 +40,8 @@ def evaluate_phase(ctx: Context, seconds: float, prompt_lens: list[int], new_tok
 
 
 def alignflow(ctx: Context) -> dict:
-    from tasks.common.modeling import load_tokenizer, seed_everything
+    from tasks.common.modeling import load_tokenizer
+    from tasks.common.seeding import seed_everything
     from tasks.evaluation.sampling import add_rm_scores, sample_models
 
     params, prompts = ctx.params, _prompts(ctx)

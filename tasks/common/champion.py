@@ -40,7 +40,7 @@ def resolve_champion(client: Any, model_name: str, cache_dir: str | Path = CACHE
     """The champion version of `model_name`, its artifacts downloaded (or already cached) and its chain checked."""
     import mlflow
 
-    from tasks.evaluation.gate import current_champion
+    from tasks.common.registry import current_champion
 
     found = current_champion(client, model_name)
     if found is None:

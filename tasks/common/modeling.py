@@ -1,4 +1,4 @@
-"""Models on disk and in memory: the adapter chain, seeds, devices and batched sampling.
+"""Models on disk and in memory: the adapter chain, devices and batched sampling.
 
 Why a chain: every training stage trains a LoRA adapter (MBs, cheap to version with DVC) instead of writing a
 full copy of the weights. `models/sft/` is an adapter on `models/base/`; `models/policy/` is an adapter on the
@@ -11,24 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import random
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 CHAIN_FILE = "alignflow_model.json"
-
-
-def seed_everything(seed: int) -> None:
-    import numpy as np
-    import torch
-    from transformers import set_seed
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    set_seed(seed)
 
 
 def device() -> str:

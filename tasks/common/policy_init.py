@@ -50,8 +50,8 @@ def resolve_policy_init(params: Any) -> PolicyInit:
     from mlflow import MlflowClient
 
     from tasks.common.champion import resolve_champion
+    from tasks.common.registry import current_champion
     from tasks.common.tracking import tracking_uri
-    from tasks.evaluation.gate import current_champion
 
     uri, name = tracking_uri(), params.pipeline.registered_model
     client = MlflowClient(uri, registry_uri=uri)

@@ -19,11 +19,11 @@ instead of being beaten or defended by numbers measured on different prompts. Mo
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
-ALIAS = "champion"
-EVAL_SET_TAG = "alignflow.eval_set"
+from tasks.common.registry import ALIAS, ChampionVersion
+
 GATE_TAG = "alignflow.gate"
 PROMOTED_TAG = "alignflow.promoted"
 NOT_MEASURED = "not measured"
@@ -57,34 +57,6 @@ class Decision:
     def metrics(self) -> dict[str, float]:
         """`gate/passed` (1/0) and the number of failed checks, for metrics/eval.json and `alignflow compare`."""
         return {"gate/passed": float(self.passed), "gate/failed_checks": float(len(self.failed()))}
-
-
-@dataclass
-class Champion:
-    version: str
-    run_id: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    eval_set: str | None = None
-
-
-def current_champion(client, model_name: str) -> Champion | None:
-    """The version under alias `champion` with the metrics and eval-set tag of the run it was registered from;
-    None when the registered model or the alias does not exist yet."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        mv = client.get_model_version_by_alias(model_name, ALIAS)
-    except MlflowException as exc:
-        # The stores answer "no such model" with RESOURCE_DOES_NOT_EXIST and "no such alias" with
-        # INVALID_PARAMETER_VALUE; anything else (store down, bad credentials) must not read as "no champion".
-        missing_model = exc.error_code == "RESOURCE_DOES_NOT_EXIST"
-        missing_alias = exc.error_code == "INVALID_PARAMETER_VALUE" and "alias" in str(exc).lower()
-        if missing_model or missing_alias:
-            return None
-        raise
-    run = client.get_run(mv.run_id)
-    return Champion(version=str(mv.version), run_id=mv.run_id, metrics=dict(run.data.metrics),
-                    eval_set=run.data.tags.get(EVAL_SET_TAG))
 
 
 def _get(metrics: dict[str, float], key: str) -> float | None:
@@ -124,7 +96,7 @@ def _beats_sft(metrics, cfg) -> Check:
                  f"{'>' if ok else '≤'} min_gain_vs_sft {cfg.min_gain_vs_sft:g}", gain, cfg.min_gain_vs_sft)
 
 
-def _beats_champion(metrics, cfg, champion: Champion | None, eval_set: str | None) -> Check:
+def _beats_champion(metrics, cfg, champion: ChampionVersion | None, eval_set: str | None) -> Check:
     name, m = "beats_champion", cfg.metric
     if champion is None:
         return Check(name, True, "no champion yet: first promotion")
@@ -208,7 +180,7 @@ def _reward_hacking(metrics, cfg) -> Check:
                  if hacked else "the guard did not flag reward hacking", flag)
 
 
-def decide(metrics: dict[str, float], cfg, champion: Champion | None, eval_set: str | None) -> Decision:
+def decide(metrics: dict[str, float], cfg, champion: ChampionVersion | None, eval_set: str | None) -> Decision:
     """Run every check of `cfg` (GateParams) on the flat eval metrics; passed only when all of them pass."""
     if not cfg.enabled:
         return Decision(False, [Check("enabled", False, "gate disabled in params: nothing is promoted")],

@@ -182,7 +182,8 @@ def _firsts(res: dict) -> list[float]:
 
 def decide_gate(params: Params, client, metrics: dict[str, float], eval_set: str) -> dict[str, Any]:
     """The gate's decision against the current champion of the registry, as a JSON-able dict."""
+    from tasks.common.registry import current_champion
     from tasks.evaluation import gate
 
-    champion = gate.current_champion(client, params.pipeline.registered_model)
+    champion = current_champion(client, params.pipeline.registered_model)
     return gate.decide(metrics, params.evaluate.gate, champion, eval_set).to_dict()

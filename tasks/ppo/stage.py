@@ -46,9 +46,10 @@ def run_ppo(params: Params) -> dict[str, float]:
     from peft import LoraConfig, get_peft_model
 
     from tasks.common.distributed import is_main_process, sharded_engine, world_size
-    from tasks.common.modeling import load_causal_lm, load_tokenizer, seed_everything, write_chain
+    from tasks.common.modeling import load_causal_lm, load_tokenizer, write_chain
     from tasks.common.resume import model_digest
     from tasks.common.reward import load_reward_model, score
+    from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dict, log_metrics, stage_run
     from tasks.ppo.trainer import PPOSettings, PPOTrainer
 

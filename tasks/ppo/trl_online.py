@@ -53,12 +53,12 @@ def run_trl_online(params: Params) -> dict[str, float]:
     from tasks.common.modeling import (
         load_causal_lm,
         load_tokenizer,
-        seed_everything,
         trainer_config,
         write_chain,
     )
     from tasks.common.resume import model_digest, train
     from tasks.common.reward import load_reward_model
+    from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dict, log_metrics, stage_run
     from tasks.ppo.stage import check_inputs, online_inputs, score_divisor, summary, write_ppo_curves
 
