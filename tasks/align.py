@@ -6,7 +6,7 @@
   robust cDPO/rDPO with label noise ε = align.label_smoothing          (Chowdhury et al. 2024)  DPOTrainer "robust"
   hinge  max(0, 1 − β·Δ)                                               (SLiC, Zhao et al. 2023) DPOTrainer "hinge"
   kto    unpaired: each pair gives its chosen as desirable and its rejected as undesirable (Ethayarajh et al. 2024)
-  simpo  reference-free −log σ(β·Δavglogp − γ), β = simpo_beta, γ = simpo_gamma (tasks/common/losses.py)
+  simpo  reference-free −log σ(β·Δavglogp − γ), β = simpo_beta, γ = simpo_gamma (tasks/dpo/simpo.py)
   ppo    online RL against the reward model with a KL penalty to the SFT model (tasks/ppo/, align.ppo.*)
 
 The model is the SFT model with its adapter merged in memory; TRL adds a fresh LoRA (align.lora), and with
@@ -231,7 +231,7 @@ def _dpo(params, model, tok, train_pairs, eval_pairs, extra, feedback=()):
 def _simpo(params, model, tok, train_pairs, eval_pairs, extra, feedback=()):
     from trl import DPOConfig
 
-    from tasks.common.losses import SimPOTrainer
+    from tasks.dpo.simpo import SimPOTrainer
 
     args = _config(DPOConfig, params, **extra)
     return SimPOTrainer(

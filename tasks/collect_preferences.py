@@ -37,18 +37,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tasks.common.constitution import draw_principle
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
-from tasks.common.judge_quality import agreement, confidence_histogram, judge_signals
-from tasks.common.pairing import (
+from tasks.common.params import Params
+from tasks.common.stage import StageError, stage_main
+from tasks.judges.quality import agreement, confidence_histogram, judge_signals
+from tasks.preferences.pairing import (
     assign_shares,
     best_vs_worst,
-    draw_principle,
     margin_pairs,
     split_pairs,
     to_row,
 )
-from tasks.common.params import Params
-from tasks.common.stage import StageError, stage_main
 
 __all__ = ["run_collect_preferences", "best_vs_worst", "split_pairs"]
 log = logging.getLogger("alignflow.collect_preferences")
@@ -235,7 +235,7 @@ def _judge_sampled(params: Params, prompts: list[dict], completions: list[list[d
     (Borda count) and the judge's best vs worst is the prompt's DPO pair — the RLAIF counterpart of the gold
     source's best vs worst. With reward_pairs: all the reward model also gets every other judged pair."""
     from tasks.common.gold import gold_scores
-    from tasks.common.pairing import all_pairs, borda_best_worst
+    from tasks.preferences.pairing import all_pairs, borda_best_worst
 
     cfg = params.collect_preferences
     has_gold = params.data.gold != "none"
@@ -435,7 +435,7 @@ def _validate_pairs(files: list[Path], params: Params) -> None:
 
 def _validate_judgments(path: Path, params: Params) -> None:
     from tasks.common.constitution import load_constitution
-    from tasks.common.judgment_checks import check_judgments
+    from tasks.preferences.judgment_checks import check_judgments
 
     names = load_constitution(params.data.constitution).names if Path(params.data.constitution).exists() else []
     issues = check_judgments(read_jsonl(path), names, str(path))

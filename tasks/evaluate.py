@@ -12,8 +12,8 @@ For each model that exists (tasks/evaluation/sampling.py: one model in memory at
   intervals; the rule classifiers' accuracy on their labelled examples is reported beside them;
 - judge win rates of the policy over SFT and over base, both orders, ties counted, length-controlled
   (tasks/evaluation/winrates.py; the judge is evaluate.judge, by default the base model);
-- the reward-hacking guard and the proxy-vs-gold gap (tasks/common/reward_hacking.py), the reward-vs-KL frontier
-  across the experiment's runs (tasks/common/frontier.py);
+- the reward-hacking guard and the proxy-vs-gold gap (tasks/evaluation/reward_hacking.py), the reward-vs-KL frontier
+  across the experiment's runs (tasks/evaluation/frontier.py);
 - the promotion gate against the registered `champion` (tasks/evaluation/gate.py); the pipeline flow moves the
   alias when it registers a policy that passed.
 
@@ -36,14 +36,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks.common import frontier, reward_hacking
 from tasks.common.gold import gold_scores
 from tasks.common.io import read_jsonl, write_json
 from tasks.common.metrics import distinct_n, mean_ci, win_rate
 from tasks.common.params import Params
 from tasks.common.registry import EVAL_SET_TAG
 from tasks.common.stage import StageError, stage_main
-from tasks.evaluation import report_doc, suite
+from tasks.evaluation import frontier, report_doc, reward_hacking, suite
 from tasks.evaluation.sampling import add_rm_scores, sample_models
 
 log = logging.getLogger("alignflow.evaluate")

@@ -128,7 +128,7 @@ def test_oriented_pairs_and_unpaired():
 def test_simpo_loss_worked_example():
     import torch
 
-    from tasks.common.losses import simpo_loss
+    from tasks.dpo.simpo import simpo_loss
 
     loss = simpo_loss(torch.tensor([-1.0]), torch.tensor([-1.5]), beta=2.0, gamma=0.5)
     assert loss.item() == pytest.approx(0.474077, abs=1e-6)

@@ -150,7 +150,7 @@ def test_best_vs_worst_drops_ties_low_margin_and_empty():
 
 
 def test_margin_pairs_all_pairs_above_margin_best_worst_keeps_the_prompt_id():
-    from tasks.common.pairing import margin_pairs
+    from tasks.preferences.pairing import margin_pairs
 
     prompt = {"id": "x", "prompt": [{"role": "user", "content": "hi"}]}
     rows = margin_pairs(prompt, ["a", "b", "c", "d"], [0.1, 0.9, -0.5, 0.2], 0.3)

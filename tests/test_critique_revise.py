@@ -153,13 +153,13 @@ def test_mix_honours_the_revision_ratio():
     ],
 )
 def test_strip_boilerplate(raw, clean):
-    from tasks.common.cai_text import strip_boilerplate
+    from tasks.cai_text import strip_boilerplate
 
     assert strip_boilerplate(raw) == clean
 
 
 def test_prompts_follow_the_critique_then_revision_format():
-    from tasks.common.cai_text import REVISION_ONLY, critique_messages, revision_messages
+    from tasks.cai_text import REVISION_ONLY, critique_messages, revision_messages
     from tasks.common.constitution import Principle
 
     p = Principle(name="praise", comparison="c?", critique="Say what is wrong.", revision="Rewrite it.")

@@ -1,4 +1,4 @@
-"""The reward-vs-KL frontier (tasks/common/frontier.py) against a real MLflow store (sqlite in the tmp project): runs
+"""The reward-vs-KL frontier (tasks/evaluation/frontier.py) against a real MLflow store (sqlite in the tmp project): runs
 logged through the stages' own stage_run, in every shape the store holds — pipeline children, top-level runs from
 `dvc repro`, runs tagged with their align method — and the join that labels each point with its method."""
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tasks.common import frontier
+from tasks.evaluation import frontier
 
 
 @pytest.fixture

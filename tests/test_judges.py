@@ -96,7 +96,7 @@ def test_gold_judge():
 
 
 def test_quality_signals_hand_computed():
-    from tasks.common.judge_quality import agreement, confidence_histogram, judge_signals
+    from tasks.judges.quality import agreement, confidence_histogram, judge_signals
 
     # pair 3: the AI says ½ (excluded); pair 4: gold tie (excluded) → 2 of 3 compared pairs agree
     assert agreement([0.9, 0.2, 0.5, 0.7, 0.6], [1.0, 1.0, 0.0, 0.5, 1.0]) == (pytest.approx(2 / 3), 3)
@@ -113,7 +113,7 @@ def test_quality_signals_hand_computed():
 
 
 def test_pairing_rules():
-    from tasks.common.pairing import all_pairs, assign_shares, borda_best_worst, to_row
+    from tasks.preferences.pairing import all_pairs, assign_shares, borda_best_worst, to_row
 
     prompt = {"id": "p1", "prompt": PROMPT}
     pairs = all_pairs(prompt, ["a", "b", "", "c", "c"])  # empty skipped; (c, c) identical: not judged

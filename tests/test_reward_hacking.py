@@ -1,4 +1,4 @@
-"""The reward-hacking guard (tasks/common/reward_hacking.py) on hand-computed cases: paired gains with their Student-t
+"""The reward-hacking guard (tasks/evaluation/reward_hacking.py) on hand-computed cases: paired gains with their Student-t
 interval, the flag rule (RM gain's interval above 0 and gold gain below 0), the training RM gain from
 plots/align.csv, and the metric names evaluate logs."""
 
@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from tasks.common.reward_hacking import (
+from tasks.evaluation.reward_hacking import (
     Gain,
     guard,
     guard_metrics,
@@ -108,7 +108,7 @@ def test_training_rm_gain_from_the_align_curves(tmp_path):
 
 def test_proxy_gold_gap_hand_computed():
     """The docstring's worked example: per prompt .70711 and 2.12132 → mean 1.41421; no spread in SFT → nothing."""
-    from tasks.common.reward_hacking import proxy_gold_gap
+    from tasks.evaluation.reward_hacking import proxy_gold_gap
 
     gap = proxy_gold_gap([1, 3], [0, 2], [0, 0], [0, 1])
     assert gap["proxy_gold_gap"] == pytest.approx(1.41421, abs=1e-5)

@@ -106,6 +106,12 @@ class Constitution(_Strict):
         return rng.choice(pool)
 
 
+def draw_principle(constitution: Constitution, seed: int, pair_id: str) -> Principle:
+    """One principle per comparison (Bai et al. 2022), drawn from a generator seeded by the pair id, so a pair's
+    principle does not depend on which other pairs exist or their order."""
+    return constitution.draw(random.Random(f"{seed}:{pair_id}"), "label")
+
+
 class ConstitutionError(ValueError):
     """The constitution file is missing or malformed; the message names the file, entry and field."""
 

@@ -177,7 +177,7 @@ def samples_section(data: dict[str, Any]) -> str:
 
 def render_html(data: dict[str, Any]) -> str:
     """The whole page from the report document."""
-    from tasks.common import frontier, reward_hacking
+    from tasks.evaluation import frontier, reward_hacking
 
     run, per_model = data["run"], data["per_model"]
     gen = run.get("generation", {})

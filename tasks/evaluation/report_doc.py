@@ -19,7 +19,7 @@ from tasks.common.io import atomic_dir, write_json, write_jsonl
 from tasks.common.params import Params
 
 FRONTIER_NOTE = ("The align method of each point comes from the evaluate run's own tag, written from the policy's "
-                 "chain file (older runs: the align run beside it; see tasks/common/frontier.py).")
+                 "chain file (older runs: the align run beside it; see tasks/evaluation/frontier.py).")
 NO_GOLD = "Not drawn: this task has no gold reward (data.gold: none)."
 N_SAMPLE_PROMPTS = 12  # prompts shown side by side in the report
 N_PROBE_EXAMPLES = 4  # probe answers shown per model and probe kind
@@ -151,8 +151,7 @@ def preference_summary(params: Params, eval_metrics: dict[str, float]) -> list[t
 
 def write(params: Params, data: dict[str, Any], rows: list[dict], results: dict[str, dict]) -> None:
     """reports/eval/, swapped in whole: a failure leaves the previous report."""
-    from tasks.common import frontier
-    from tasks.evaluation import plots, report
+    from tasks.evaluation import frontier, plots, report
 
     with atomic_dir(Path(params.paths.reports) / "eval") as out:
         (out / "report.html").write_text(report.render_html(data), encoding="utf-8")

@@ -136,9 +136,9 @@ def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, di
     refs = [r for r in ("sft", "base") if r in results]
     if "policy" not in results or not refs:
         return {}
-    from tasks.common.judge_quality import agreement
-    from tasks.common.pairing import draw_principle
+    from tasks.common.constitution import draw_principle
     from tasks.evaluation.winrates import judge_win_rates
+    from tasks.judges.quality import agreement
 
     cfg = params.evaluate.judge
     judge = build_judge(params)

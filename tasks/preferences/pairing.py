@@ -18,10 +18,7 @@ hard set used by the DPO family (Bai et al. 2022 threshold the soft labels the s
 from __future__ import annotations
 
 import hashlib
-import random
 from typing import Any
-
-from tasks.common.constitution import Constitution, Principle
 
 
 def best_vs_worst(prompt: dict[str, Any], texts: list[str], scores: list[float], min_margin: float) -> dict | None:
@@ -99,12 +96,6 @@ def borda_best_worst(pairs: list[dict[str, Any]], p_a: list[float]) -> str | Non
         if {pair["a"], pair["b"]} == {best, worst}:
             return pair["id"]
     return None
-
-
-def draw_principle(constitution: Constitution, seed: int, pair_id: str) -> Principle:
-    """One principle per comparison (Bai et al. 2022), drawn from a generator seeded by the pair id, so a pair's
-    principle does not depend on which other pairs exist or their order."""
-    return constitution.draw(random.Random(f"{seed}:{pair_id}"), "label")
 
 
 def assign_shares(ids: list[str], shares: dict[str, float], seed: int) -> dict[str, str]:
