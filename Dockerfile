@@ -18,6 +18,7 @@ RUN apt-get update \
 WORKDIR /app
 COPY requirements.lock pyproject.toml README.md ./
 COPY scripts/install.sh scripts/install.sh
+COPY alignflow/__init__.py alignflow/__init__.py
 COPY flows/__init__.py flows/__init__.py
 COPY tasks/__init__.py tasks/__init__.py
 RUN TORCH_INDEX_URL="$TORCH_INDEX_URL" bash scripts/install.sh

@@ -2,7 +2,7 @@
 (only if the gate passes) promoted policy.
 
 One iteration (orchestration glue written by hand, like the pipeline flow):
-1. export the labelling page's store (tasks/labeling/) to the pipeline's DVC-tracked inputs:
+1. export the labelling page's store (alignflow/labeling/) to the pipeline's DVC-tracked inputs:
    `label.export` (pairs, for collect_preferences.human_file) and `online.feedback_export` (unpaired KTO rows);
 2. validate them with the same great-expectations suites as any data (a bad row stops the iteration with file, row
    and rule, and nothing is trained);
@@ -38,8 +38,8 @@ class OnlineLoopError(RuntimeError):
 
 def export_inputs(params) -> dict[str, Any]:
     """Write the label and feedback files from the store; their row counts and digests."""
-    from tasks.labeling.export import export, export_feedback
-    from tasks.labeling.store import LabelStore
+    from alignflow.labeling.export import export, export_feedback
+    from alignflow.labeling.store import LabelStore
 
     store = LabelStore(params.label.db)
     labels = export(store, params.label.export)

@@ -366,13 +366,13 @@ def _human_metrics(params: Params, human: list[dict], judge, constitution) -> di
 
 
 def _inter_annotator(human: list[dict]) -> dict[str, float]:
-    """Fleiss' κ over every pair that ≥ 2 people labelled, and the mean pairwise Cohen's κ (tasks/labeling/
+    """Fleiss' κ over every pair that ≥ 2 people labelled, and the mean pairwise Cohen's κ (alignflow/labeling/
     agreement.py). A pair is its prompt and its two texts in either order; votes are a / b / tie in a fixed order."""
     import hashlib
     import json
     import math
 
-    from tasks.labeling.agreement import by_item, fleiss_from_labels, mean_cohen
+    from tasks.preferences.agreement import by_item, fleiss_from_labels, mean_cohen
 
     votes = []
     for x in human:

@@ -49,7 +49,7 @@ def _promote(policy_dir: str = "models/policy") -> str:
 
 
 def _feedback(n: int = 6) -> Path:
-    """Chat-page thumbs in the export's form (tasks/labeling/export.py)."""
+    """Chat-page thumbs in the export's form (alignflow/labeling/export.py)."""
     prompt = [{"role": "user", "content": "Continue this movie review:\n\nThe film opens with"}]
     texts = [("a joy from start to finish", True), ("tedious and flat", False)]
     rows = [{"id": f"feedback-{i:06d}", "prompt": prompt,

@@ -1,6 +1,6 @@
 """One error path for the CLI: every command (enumerated from the parser, so a new one is covered) parses
 params.yaml before it starts anything, and a bad params.yaml or a bad argument value exits 2 with one stderr line
-naming the file, the key and the rule — no traceback. Each case is a real `python -m flows.cli` process."""
+naming the file, the key and the rule — no traceback. Each case is a real `python -m alignflow.cli` process."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import build_parser
+from alignflow.cli import build_parser
 from tests.conftest import REPO
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -39,7 +39,7 @@ COMMANDS = list(leaf_commands(build_parser()))
 
 
 def alignflow(cwd: Path, *argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "flows.cli", *argv], capture_output=True, text=True, cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "alignflow.cli", *argv], capture_output=True, text=True, cwd=cwd,
                           env=ENV, timeout=120)
 
 

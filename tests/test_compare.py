@@ -1,4 +1,4 @@
-"""`alignflow compare` (tasks/evaluation/compare.py) against a real MLflow store (sqlite in the tmp project): two
+"""`alignflow compare` (alignflow/compare.py) against a real MLflow store (sqlite in the tmp project): two
 pipeline parent runs as tracking_glue leaves them (params.yaml lineage artifact, eval metrics, tags), a stage run
 under one of them, and runs that only logged params."""
 
@@ -11,8 +11,8 @@ from datetime import datetime, timezone
 import pytest
 import yaml
 
-from flows.cli import main
-from tasks.evaluation import compare
+from alignflow import compare
+from alignflow.cli import main
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 

@@ -123,7 +123,7 @@ def test_two_methods_run_as_queued_dvc_experiments(tmp_path, tiny_model_dir):
     for cmd in ([dvc, "repro", "train_reward"], ["git", "add", "-A"], ["git", "commit", "-qm", "baseline"]):
         r = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=900)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "compare-methods", "--methods", "dpo_ai", "ipo"],
+    r = subprocess.run([sys.executable, "-m", "alignflow.cli", "compare-methods", "--methods", "dpo_ai", "ipo"],
                        cwd=root, env=env, capture_output=True, text=True, timeout=1500)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "[2/2]" in r.stdout and "Failed" not in r.stdout

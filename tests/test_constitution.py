@@ -269,7 +269,7 @@ def test_cli_validates_constitutions(tmp_path):
     repo = Path(__file__).resolve().parents[1]
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\nprinciples:\n  - name: a\n    comparison: c\n    critique: c\n")
-    cmd = [sys.executable, "-m", "flows.cli", "validate", "--kind", "constitution"]
+    cmd = [sys.executable, "-m", "alignflow.cli", "validate", "--kind", "constitution"]
     ok = subprocess.run([*cmd, str(repo / "data/constitution.yaml")], cwd=repo, capture_output=True, text=True)
     assert ok.returncode == 0 and "4 principles (3 label, 4 revise)" in ok.stdout
     failed = subprocess.run([*cmd, str(bad)], cwd=repo, capture_output=True, text=True)

@@ -121,7 +121,7 @@ def test_report_in_headless_chromium_and_rerendered_from_mlflow(project, tiny_mo
         # `alignflow report RUN_ID` from the pipeline-less evaluate run: same table, same figures
         import mlflow
 
-        from flows.cli import main
+        from alignflow.cli import main
         from tasks.common.tracking import tracking_uri
 
         run_id = mlflow.MlflowClient(tracking_uri()).search_runs(

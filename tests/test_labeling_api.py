@@ -11,10 +11,10 @@ import markupsafe
 import pytest
 from fastapi.testclient import TestClient
 
-from tasks.labeling.export import export, export_rows
-from tasks.labeling.queue import import_queue
-from tasks.labeling.server import create_app
-from tasks.labeling.store import LabelStore
+from alignflow.labeling.export import export, export_rows
+from alignflow.labeling.queue import import_queue
+from alignflow.labeling.server import create_app
+from alignflow.labeling.store import LabelStore
 from tests.test_labeling_store import XSS, label_params, write_preferences
 
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -203,7 +203,7 @@ def test_cli(tmp_path, monkeypatch, capsys):
     """`alignflow label import|add-labeller|export` from a project root (params.yaml there)."""
     import yaml
 
-    from flows.cli import build_parser
+    from alignflow.cli import build_parser
 
     write_preferences(tmp_path / "data/preferences")
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"paths": {"base_model": "no-model"}}))

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tasks.labeling.export import export
-from tasks.labeling.queue import import_queue
-from tasks.labeling.server import create_app
-from tasks.labeling.store import LabelStore
+from alignflow.labeling.export import export
+from alignflow.labeling.queue import import_queue
+from alignflow.labeling.server import create_app
+from alignflow.labeling.store import LabelStore
 from tests.browser import chromium
 from tests.test_labeling_store import XSS, label_params, write_preferences
 

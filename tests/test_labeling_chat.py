@@ -11,10 +11,10 @@ import markupsafe
 import pytest
 from fastapi.testclient import TestClient
 
+from alignflow.labeling.export import export_feedback, feedback_rows
+from alignflow.labeling.server import create_app
+from alignflow.labeling.store import LabelError, LabelStore
 from tasks.common.champion import ChampionError, load_champion, resolve_champion
-from tasks.labeling.export import export_feedback, feedback_rows
-from tasks.labeling.server import create_app
-from tasks.labeling.store import LabelError, LabelStore
 from tests.conftest import copy_migrated_mlflow_db
 from tests.test_labeling_api import field, sign_in
 from tests.test_labeling_store import XSS, label_params
@@ -263,7 +263,7 @@ def test_chat_in_a_browser(setup, tmp_path):
 def test_cli_export_writes_the_feedback_file(tmp_path, monkeypatch, capsys):
     import yaml
 
-    from flows.cli import build_parser
+    from alignflow.cli import build_parser
 
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({"paths": {"base_model": "no-model"}}))
     monkeypatch.chdir(tmp_path)

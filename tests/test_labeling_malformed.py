@@ -13,10 +13,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tasks.labeling import server
-from tasks.labeling.queue import import_queue
-from tasks.labeling.server import MAX_FIELDS, MAX_HEADER_BYTES, MAX_URL_BYTES, create_app
-from tasks.labeling.store import LabelStore
+from alignflow.labeling import server
+from alignflow.labeling.queue import import_queue
+from alignflow.labeling.server import MAX_FIELDS, MAX_HEADER_BYTES, MAX_URL_BYTES, create_app
+from alignflow.labeling.store import LabelStore
 from tests.test_labeling_api import field
 from tests.test_labeling_browser import serve
 from tests.test_labeling_store import label_params, write_preferences

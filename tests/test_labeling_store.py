@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from alignflow.labeling.export import export, export_rows, label_metrics
+from alignflow.labeling.queue import import_queue, next_pair, progress
+from alignflow.labeling.store import LabelError, LabelStore
 from tasks.common.params import Params
-from tasks.labeling.agreement import (
+from tasks.preferences.agreement import (
     by_item,
     cohen_kappa,
     fleiss_from_labels,
@@ -20,9 +23,6 @@ from tasks.labeling.agreement import (
     majority,
     mean_cohen,
 )
-from tasks.labeling.export import export, export_rows, label_metrics
-from tasks.labeling.queue import import_queue, next_pair, progress
-from tasks.labeling.store import LabelError, LabelStore
 
 XSS = '<script>window.__xss = 1; alert("xss")</script> & <b>bold</b>'
 WORDS = "good bad fine dull great awful lovely boring superb weak".split()

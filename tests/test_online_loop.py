@@ -21,8 +21,8 @@ HUMAN = {"source": "human", "human_file": "data/human/labels.jsonl"}
 
 
 def _label(root: Path, n: int) -> None:
-    from tasks.labeling.queue import import_queue, next_pair
-    from tasks.labeling.store import LabelStore
+    from alignflow.labeling.queue import import_queue, next_pair
+    from alignflow.labeling.store import LabelStore
 
     store = LabelStore(root / "labels/labels.sqlite")
     import_queue(store, write_preferences(root / "incoming", n=14))
@@ -35,7 +35,7 @@ def _label(root: Path, n: int) -> None:
 
 def _rate(root: Path, n: int) -> None:
     """n chat replies rated by ann, alternately up and down (the /chat page's store calls)."""
-    from tasks.labeling.store import LabelStore
+    from alignflow.labeling.store import LabelStore
 
     store = LabelStore(root / "labels/labels.sqlite")
     prompt = [{"role": "user", "content": "Continue this movie review:\n\nThe film opens with"}]

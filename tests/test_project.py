@@ -82,7 +82,7 @@ def test_readme_gives_exactly_two_setup_commands():
 
 
 def test_cli_help_is_fast_and_lists_commands():
-    r = subprocess.run([sys.executable, "-m", "flows.cli", "--help"], capture_output=True, text=True, cwd=REPO)
+    r = subprocess.run([sys.executable, "-m", "alignflow.cli", "--help"], capture_output=True, text=True, cwd=REPO)
     assert r.returncode == 0
     for cmd in ("run", "validate", "serve", "stages", "compare", "report"):
         assert cmd in r.stdout
@@ -91,14 +91,14 @@ def test_cli_help_is_fast_and_lists_commands():
 def test_cli_validate_exit_codes(tmp_path):
     bad = tmp_path / "pairs.jsonl"
     bad.write_text('{"prompt": "hi", "chosen": "same", "rejected": "same"}\n{"prompt": "x", "chosen": "b"\n')
-    cmd = [sys.executable, "-m", "flows.cli", "validate", "--kind", "preference", str(bad)]
+    cmd = [sys.executable, "-m", "alignflow.cli", "validate", "--kind", "preference", str(bad)]
     env = {**__import__("os").environ, "PYTHONPATH": str(REPO)}
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env)
     assert r.returncode == 1
     assert "pairs.jsonl:1: field 'rejected': chosen_equals_rejected" in r.stdout
     assert "pairs.jsonl:2" in r.stdout and "malformed JSON" in r.stdout
     assert (tmp_path / "reports/checks/cli-report.html").exists()
-    good = [sys.executable, "-m", "flows.cli", "validate", "--kind", "prompts", str(REPO / "data/raw/prompts_eval.jsonl")]
+    good = [sys.executable, "-m", "alignflow.cli", "validate", "--kind", "prompts", str(REPO / "data/raw/prompts_eval.jsonl")]
     assert subprocess.run(good, capture_output=True, text=True, cwd=tmp_path, env=env).returncode == 0
 
 

@@ -289,7 +289,7 @@ class EvaluateParams(_Strict):
 
 
 class LabelParams(_Strict):
-    """`alignflow label`: the human labelling page (tasks/labeling/). The database is working state (like the judge
+    """`alignflow label`: the human labelling page (alignflow/labeling/). The database is working state (like the judge
     cache); the export is the DVC-tracked preference file the pipeline reads (collect_preferences.human_file)."""
 
     db: str = "labels/labels.sqlite"

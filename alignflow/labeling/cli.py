@@ -1,4 +1,4 @@
-"""`alignflow label serve|add-labeller|import|export` (wired in flows/cli.py)."""
+"""`alignflow label serve|add-labeller|import|export` (wired in alignflow/cli.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from tasks.common.params import Params
 
 def run_label(params: Params, args: argparse.Namespace) -> int:
     """One label sub-command; returns the exit code."""
-    from tasks.labeling.store import LabelError, LabelStore
+    from alignflow.labeling.store import LabelError, LabelStore
 
     cfg = params.label
     store = LabelStore(cfg.db)
@@ -25,7 +25,7 @@ def run_label(params: Params, args: argparse.Namespace) -> int:
         print(f"labeller {args.name}: token (shown once, only its hash is kept): {token}")
         return 0
     if args.action == "import":
-        from tasks.labeling.queue import import_queue
+        from alignflow.labeling.queue import import_queue
 
         try:
             counts = import_queue(store, params.paths.preferences, cfg.queue, cfg.max_pairs)
@@ -35,7 +35,7 @@ def run_label(params: Params, args: argparse.Namespace) -> int:
         print(json.dumps(counts, indent=2))
         return 0
     if args.action == "export":
-        from tasks.labeling.export import export, export_feedback
+        from alignflow.labeling.export import export, export_feedback
 
         metrics = export(store, cfg.export)
         feedback = export_feedback(store, params.online.feedback_export)
@@ -47,7 +47,7 @@ def run_label(params: Params, args: argparse.Namespace) -> int:
     if args.action == "serve":
         import uvicorn
 
-        from tasks.labeling.server import create_app
+        from alignflow.labeling.server import create_app
 
         host, port = args.host or cfg.host, args.port or cfg.port
         if host not in ("127.0.0.1", "localhost", "::1"):

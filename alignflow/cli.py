@@ -9,7 +9,7 @@
     alignflow compare [RUN_ID ...] [--last N]         pipeline runs side by side: params that differ, metrics
     alignflow compare-methods [--methods M ...]       PPO/DPO/KTO/IPO/SimPO on gold and AI labels as DVC experiments
     alignflow report RUN_ID [--output DIR]            re-render a run's evaluation report from MLflow
-    alignflow label import|add-labeller NAME|serve|export   human labelling page (tasks/labeling/)
+    alignflow label import|add-labeller NAME|serve|export   human labelling page (alignflow/labeling/)
 
 Heavy imports (Prefect, DVC, torch) happen inside the commands so `alignflow --help` is instant.
 
@@ -139,9 +139,9 @@ def _compare(args: argparse.Namespace) -> int:
 
     from mlflow import MlflowClient
 
+    from alignflow.compare import DEFAULT_PATTERNS, FORMATS, CompareError, collect, pipeline_runs
     from tasks.common.io import atomic_write_text
     from tasks.common.tracking import tracking_uri
-    from tasks.evaluation.compare import DEFAULT_PATTERNS, FORMATS, CompareError, collect, pipeline_runs
 
     if args.runs and args.last is not None:
         print("alignflow compare: give run ids or --last N, not both", file=sys.stderr)
@@ -191,7 +191,7 @@ def _compare_methods(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """`alignflow report RUN_ID`: exit 2 when the run or its report document is not in the store."""
-    from tasks.evaluation.rerender import ReportNotFound, rerender
+    from alignflow.rerender import ReportNotFound, rerender
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
@@ -204,7 +204,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _label(args: argparse.Namespace) -> int:
-    from tasks.labeling.cli import run_label
+    from alignflow.labeling.cli import run_label
 
     return run_label(_params(args), args)
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alignflow.labeling.store import Assignment, LabelStore, now, pair_from_row
 from tasks.common.io import read_jsonl
-from tasks.labeling.store import Assignment, LabelStore, now, pair_from_row
 
 ORDER = {  # params.label.queue -> SQL order of the pairs
     "active": "ROUND(ABS(COALESCE(p.ai_p, 0.5) - 0.5), 9), p.source_id, p.seq",  # rounded: 0.45 and 0.55 tie

@@ -22,9 +22,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+from alignflow.labeling.store import LabelStore
 from tasks.common.io import write_jsonl
-from tasks.labeling.agreement import by_item, fleiss_from_labels, human_ai_agreement, mean_cohen
-from tasks.labeling.store import LabelStore
+from tasks.preferences.agreement import by_item, fleiss_from_labels, human_ai_agreement, mean_cohen
 
 FEEDBACK_EXPORT = "data/human/feedback.jsonl"
 

@@ -2,7 +2,7 @@
 script (keys 1-4).
 
 /chat serves the MLflow `champion` (tasks/common/champion.py; loaded once, on the first message, so the
-labelling page starts without a model) and records each reply (tasks/labeling/store.py `feedback`); 👍 / 👎 sets its
+labelling page starts without a model) and records each reply (alignflow/labeling/store.py `feedback`); 👍 / 👎 sets its
 label once. A follow-up message names the reply it continues (`parent`, a nonce of the labeller's own reply): the
 conversation is rebuilt from the store, never from what the browser sends back. Restart the server to pick up a new
 champion.
@@ -46,10 +46,10 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from alignflow.labeling.queue import next_pair, progress
+from alignflow.labeling.store import LabelError, LabelStore
 from tasks.common.params import Params
 from tasks.common.stage import StageError
-from tasks.labeling.queue import next_pair, progress
-from tasks.labeling.store import LabelError, LabelStore
 
 SESSION, LOGIN = "af_session", "af_login"
 SESSION_S = 12 * 3600

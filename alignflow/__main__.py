@@ -1,0 +1,5 @@
+"""`python -m alignflow …` is the `alignflow` command."""
+
+from alignflow.cli import main
+
+raise SystemExit(main())
