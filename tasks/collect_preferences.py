@@ -2,7 +2,7 @@
 task's gold judge, an AI judge guided by the constitution (RLAIF / RL-CAI), human labels from a file, or a mix.
 
 collect_preferences.source:
-  gold   best vs worst of the K samples by the gold judge (VADER: the default task's synthetic human, DESIGN.md §6),
+  gold   best vs worst of the K samples by the gold judge (VADER: the default task's synthetic human, docs/methods.md, "The default task"),
          kept above `min_margin`; labels are hard (1.0).
   ai     every pair of the K samples judged by `collect_preferences.judge` (default: the pointwise judge on
          models/judge, the packaged Qwen2.5 0.5B Instruct; or the A/B letter judge on any local model, or an

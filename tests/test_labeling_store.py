@@ -331,7 +331,14 @@ def test_agreeing_labellers_pass_the_preference_suite(tmp_path, store):
         while (a := next_pair(store, name, 2)) is not None:
             store.submit(name, a.nonce, "second" if a.swapped else "first")  # both choose the original a
     export(store, params.label.export)
-    _pipeline_reads(params)
+    human = _pipeline_reads(params)
+    assert sorted(x["labeller"] for x in human) == ["ann"] * 7 + ["bob"] * 7
+    assert {x["judgment"].p_a for x in human} == {1.0}  # every label kept as a strict preference, none as a tie
+    by_pair: dict[str, set[str]] = {}
+    for x in human:
+        key = json.dumps([x["pair"]["prompt"], x["pair"]["a"], x["pair"]["b"]], sort_keys=True)
+        by_pair.setdefault(key, set()).add(x["labeller"])
+    assert len(by_pair) == 7 and all(who == {"ann", "bob"} for who in by_pair.values())  # overlap 2: both saw each
 
 
 def test_disagreeing_labellers_keep_their_labels_in_collect_preferences(tmp_path, store):

@@ -29,6 +29,7 @@ def test_tiny_overlay_parses(tiny_model_dir):
 
 @pytest.mark.parametrize("path", sorted(REPO.glob("examples/*/params*.yaml")), ids=lambda p: p.parent.name)
 def test_example_overlays_parse(path):
+    """parse_params raises ParamsError naming the key on any unknown key, bad type or out-of-range value."""
     from tasks.common.params import deep_merge
 
     base = yaml.safe_load((REPO / "params.yaml").read_text())

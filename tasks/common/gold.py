@@ -1,4 +1,4 @@
-"""The default task's gold judge: VADER compound sentiment of the continuation (DESIGN.md §6).
+"""The default task's gold judge: VADER compound sentiment of the continuation (docs/methods.md, "The default task").
 
 VADER (Hutto & Gilbert 2014) is a published lexicon-and-rules sentiment model; its compound score lies in
 [-1, 1]. It stands in for the human raters of the DPO paper's IMDb experiment (which used a sentiment

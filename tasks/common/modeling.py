@@ -74,7 +74,7 @@ def contiguous_lm_head(model) -> None:
     """Hand the output head a contiguous input: generate's prefill keeps only the last position's logits
     (`hidden[:, -1:, :]`, a strided view), and for such an input torch 2.13's CPU `linear` goes through `bmm` over
     the weight expanded per batch row — a copy of the 49152×576 head for every sequence. Measured on this CPU, batch
-    64, SmolLM2's head: bf16 2.89 s → 0.015 s, fp32 0.32 s → 0.04 s per prefill (/work/notes/prof/gen_profile3.py).
+    64, SmolLM2's head: bf16 2.89 s → 0.015 s, fp32 0.32 s → 0.04 s per prefill (one-off profile, script not kept).
     Generation in plain transformers pays it on every call; the copy costs nothing where the input is contiguous."""
     head = model.get_output_embeddings()
     if head is None or getattr(head, "_alignflow_contiguous", False):
@@ -89,7 +89,7 @@ def merged(model):
 
     A live LoRA adds two small matmuls to every adapted linear at every decoding step; merged, decoding costs what
     the plain model costs. Measured on the 135M SFT chain, 64 probe prompts × 24 greedy tokens, A/B twice
-    (/work/notes/prof/merged_gen.py): bf16 12.4 → 9.1 s, fp32 16.0 → 11.5 s. PEFT's unmerge subtracts the delta
+    (one-off profile, script not kept): bf16 12.4 → 9.1 s, fp32 16.0 → 11.5 s. PEFT's unmerge subtracts the delta
     again, which leaves a weight up to an ulp off; here the adapted weights are copied first and copied back, so the
     reference (adapter disabled) stays exactly the model it was, however many rollouts merge and unmerge."""
     if not hasattr(model, "merge_adapter"):
@@ -220,7 +220,7 @@ def mixed_precision_weights(trainer) -> None:
 
     Frozen weights never take an optimiser step, so they need no fp32 master copy; kept in fp32 they are cast to bf16
     by autocast on every matmul, forward and backward. Measured on this project's 2-core AVX512-BF16 CPU,
-    SmolLM2-135M + LoRA r=16 all-linear, 16 × 128 tokens, fwd + bwd + AdamW step (/work/notes/prof/lora_step.py):
+    SmolLM2-135M + LoRA r=16 all-linear, 16 × 128 tokens, fwd + bwd + AdamW step (one-off profile, script not kept):
     fp32 19.7 s, fp32 weights + autocast 22.1 s (autocast alone is no faster here), bf16 frozen weights + autocast
     5.9 s (3.3×). Called once the trainer has wrapped the model (PEFT) and before it trains: `.to` changes the
     parameters in place, so every reference the trainer holds sees it.

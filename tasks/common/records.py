@@ -1,6 +1,6 @@
 """Read user data in every supported shape and normalise each row to the one internal conversational form.
 
-Users bring data the way the field ships it (DESIGN.md §4): TRL standard (`prompt`/`chosen`/`rejected` text)
+Users bring data the way the field ships it (README "Data formats"): TRL standard (`prompt`/`chosen`/`rejected` text)
 and conversational (message lists, also implicit-prompt pairs whose transcripts share a prefix), Anthropic
 HH-RLHF transcripts, UltraFeedback-binarized, KTO unpaired, SFT `messages` or `prompt`/`completion`, and plain
 prompt lists, as JSONL, Parquet or CSV. Every stage downstream reads only the internal form of CONTEXT.md:

@@ -111,7 +111,7 @@ def load_reward_model(model_dir: str | Path):
 
     Kept in fp32: scoring evaluate's 600 samples in bf16 was 2.1× faster, but the scores' spread is small (σ 0.09)
     and bf16 moved the policy's mean gain over SFT by 13 % and flipped 5 % of same-prompt orderings
-    (/work/notes/prof/rm_dtype.py) — too much for the reward-hacking guard that compares those gains."""
+    (one-off profile, script not kept) — too much for the reward-hacking guard that compares those gains."""
     from tasks.common.modeling import device, load_tokenizer, read_chain
 
     chain = read_chain(model_dir)
@@ -136,7 +136,7 @@ def raw_rewards(
 
     The tokens every sequence starts with run once, and every batch continues from a copy of their KV cache
     (tasks/common/prefix_cache.py): the same rewards to fp32 rounding (max |Δ| 3e-6 on evaluate's 600 samples) from
-    35 % fewer tokens, 96 → 57 s (/work/notes/prof/rm_prefix.py). Fewer than `min_shared_prefix` shared tokens: the
+    35 % fewer tokens, 96 → 57 s (one-off profile, script not kept). Fewer than `min_shared_prefix` shared tokens: the
     plain path."""
     import torch
 

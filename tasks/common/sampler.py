@@ -2,7 +2,7 @@
 
 Why: on this CPU `torch.multinomial(probs, 1)` over SmolLM2's 49152-token vocabulary costs 66 ms per decoding step at
 batch 64 (it draws an exponential variate for every vocabulary entry), against 1.7 ms for a cumulative sum and one
-uniform per row (/work/notes/prof/collect_gen.py: 21 % of collect_preferences' sampling time). Both draw exactly from
+uniform per row (one-off profile, script not kept: 21 % of collect_preferences' sampling time). Both draw exactly from
 softmax(logits): u ~ U[0, total), the token is the first whose cumulative probability exceeds u, so a token of
 probability 0 is never drawn.
 

@@ -1,5 +1,5 @@
 """Reward-vs-KL frontier across runs: every evaluated policy as one point (KL(policy‖SFT), gold reward), labelled
-by the align method that trained it, with the SFT model at (0, its gold reward) — DESIGN.md §6's success plot.
+by the align method that trained it, with the SFT model at (0, its gold reward) — docs/methods.md, "The default task"'s success plot.
 
 Points come from MLflow: the runs of the pipeline experiment tagged `alignflow.stage = evaluate` that carry both
 `policy/kl_sft` and `policy/gold_reward`, plus the current run's point (from its metrics, not from MLflow) and SFT.

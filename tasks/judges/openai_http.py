@@ -2,7 +2,7 @@
 
 Plain HTTP (httpx, already installed with Prefect) rather than a vendor SDK, because the chat-completions wire
 format is the one thing all these servers share. The soft label is read the way the local judge reads it
-(METHODS.md, RL-CAI labelling): the log-probs of the answer letter, normalised over A and B. A server that
+(docs/methods.md, RL-CAI labelling): the log-probs of the answer letter, normalised over A and B. A server that
 returns no log-probs answers in text, parsed to 1 or 0 (0.5 when it names neither, counted in `unparsed`). With
 chain of thought the judge writes its reasoning, which is kept, and the base class clamps the label.
 

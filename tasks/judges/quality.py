@@ -1,5 +1,5 @@
-"""Quality signals of a labeller, computed from its judgments (METHODS.md: "report the AI labeller's agreement with
-gold/human labels and its position-bias rate").
+"""Quality signals of a labeller, computed from its judgments: an AI labeller's agreement with gold or human labels
+and its position-bias rate are reported with every run (docs/methods.md, "Constitutional AI and RLAIF").
 
 - agreement: of the pairs where both labellers express a preference (neither says exactly ½), the fraction where
   they prefer the same option. Ties are excluded, not counted as disagreement, and their number is reported.

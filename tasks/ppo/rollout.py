@@ -2,7 +2,7 @@
 under the policy and the frozen reference — in one place, so the log-probs the loss uses are computed exactly as
 the ones the rollout stored (same padding, positions and temperature).
 
-Log-probs use logits / temperature (METHODS.md: the sampling distribution is the one being optimised). Prompts are
+Log-probs use logits / temperature (docs/methods.md: the sampling distribution is the one being optimised). Prompts are
 left-padded as in generation, responses right-padded; position ids come from the attention mask, so padding never
 shifts a token's position. With LoRA, the reference is the same model with its adapter disabled: no second copy.
 """

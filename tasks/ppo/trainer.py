@@ -10,7 +10,7 @@ One `step()` = one rollout batch and its updates:
   3. updates: `ppo_epochs` passes over the batch in shuffled minibatches with gradient accumulation; clipped
      policy loss + vf_coef · clipped value loss; gradients clipped to max_grad_norm;
   4. the KL controller sees the batch's mean sequence KL.
-The model stays in eval mode while it trains (METHODS.md: dropout off — otherwise the rollout log-probs and the
+The model stays in eval mode while it trains (docs/methods.md: dropout off — otherwise the rollout log-probs and the
 ones the loss recomputes would differ by the dropout noise alone).
 
 Several processes (`accelerate launch`, tasks/common/distributed.py) split the work, not the math: every rank
@@ -23,7 +23,7 @@ the gradients are summed over ranks before clipping — the token mean over the 
 reduced by hand, one flat all-reduce per optimiser step, rather than through DDP: the loop calls pieces of the
 PEFT models that DDP's forward hook never sees (the adapter-disabled reference, the value model's backbone and
 head), and the weights are small LoRA tensors. Sampling: each rank reseeds its sampler every step from
-(seed, step, rank) — different streams per rank (METHODS.md), and a checkpoint needs no per-rank RNG state.
+(seed, step, rank) — different streams per rank (docs/methods.md), and a checkpoint needs no per-rank RNG state.
 One process keeps the single global RNG stream that the checkpoint saves, exactly as before.
 """
 
