@@ -9,7 +9,7 @@ mixed with helpful demonstrations. Here, per `critique_revise` params:
 - rounds > 0: for the first `max_prompts` training prompts, each step (sample, then per round critique and
   revision) is one batched `generate` over all prompts. Principles come from `constitution.draw(rng, "revise")`
   with a `random.Random(seed)`, fresh within a prompt until they run out. Each round is a new conversation
-  (prompt, current response, critique request, critique, revision request; wording in tasks/cai_text.py)
+  (prompt, current response, critique request, critique, revision request; wording in tasks/critique/cai_text.py)
   rather than the paper's transcript growing over all rounds: it keeps a small model's context short.
 - Boilerplate around critiques and revisions ("Sure, here is a revised response:") is stripped
   (cai_text.strip_boilerplate). A prompt is dropped when its sample, a critique or a revision is empty after
@@ -40,12 +40,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tasks.cai_text import critique_messages, revision_messages, strip_boilerplate
 from tasks.common.constitution import Constitution, ConstitutionError, load_constitution
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from tasks.common.modeling import CHAIN_FILE
 from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
+from tasks.critique.cai_text import critique_messages, revision_messages, strip_boilerplate
 
 log = logging.getLogger("alignflow.critique_revise")
 MAX_LISTED = 20  # issues quoted in an error message

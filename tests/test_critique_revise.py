@@ -153,14 +153,14 @@ def test_mix_honours_the_revision_ratio():
     ],
 )
 def test_strip_boilerplate(raw, clean):
-    from tasks.cai_text import strip_boilerplate
+    from tasks.critique.cai_text import strip_boilerplate
 
     assert strip_boilerplate(raw) == clean
 
 
 def test_prompts_follow_the_critique_then_revision_format():
-    from tasks.cai_text import REVISION_ONLY, critique_messages, revision_messages
     from tasks.common.constitution import Principle
+    from tasks.critique.cai_text import REVISION_ONLY, critique_messages, revision_messages
 
     p = Principle(name="praise", comparison="c?", critique="Say what is wrong.", revision="Rewrite it.")
     prompt = [{"role": "user", "content": "Continue this movie review:\n\nthe film"}]

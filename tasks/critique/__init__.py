@@ -1,0 +1,1 @@
+"""critique_revise's helpers (SL-CAI text handling)."""
