@@ -37,12 +37,12 @@ from typing import Any
 import torch
 
 from tasks.common.distributed import all_gather_cat, all_gather_objects, all_reduce_sum_, broadcast_, rank, world_size
+from tasks.common.kl import kl_per_token
 from tasks.common.params import PPOParams
 from tasks.ppo.core import (
     KLController,
     explained_variance,
     gae,
-    kl_per_token,
     masked_mean,
     policy_loss,
     token_rewards,
