@@ -1,5 +1,6 @@
-"""PPO's tensor pieces (tasks/ppo/core.py) against hand-computed examples: the KL controller's update rule, GAE,
-masks (no gradient from padding or post-EOS tokens), whitening, the clipped losses."""
+"""PPO's tensor pieces (tasks/ppo/core.py, and the per-token KL of tasks/common/kl.py) against hand-computed
+examples: the KL controller's update rule, GAE, masks (no gradient from padding or post-EOS tokens), whitening,
+the clipped losses."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import math
 import pytest
 import torch
 
+from tasks.common.kl import kl_per_token
 from tasks.ppo.core import (
     KLController,
     entropy_from_logits,
     explained_variance,
     gae,
-    kl_per_token,
     masked_mean,
     policy_loss,
     response_mask,

@@ -35,8 +35,9 @@ def build(tiny_model_dir, seed=0, **settings):
     from transformers import AutoModelForSequenceClassification
 
     from tasks.common.modeling import load_causal_lm, load_tokenizer
+    from tasks.common.params import PPOParams
     from tasks.common.seeding import seed_everything
-    from tasks.ppo.trainer import PPOSettings, PPOTrainer
+    from tasks.ppo.trainer import PPOTrainer
 
     seed_everything(seed)
     tok = load_tokenizer(tiny_model_dir)
@@ -50,7 +51,7 @@ def build(tiny_model_dir, seed=0, **settings):
     defaults = dict(missing_eos_penalty=None,  # a random tiny model rarely stops within 8 tokens
                     rollout_batch_size=32, mini_batch_size=16, ppo_epochs=4, learning_rate=1e-2, kl_coef=0.05,
                     generation={"max_new_tokens": 8, "temperature": 1.0, "top_p": 1.0, "top_k": 0})
-    return PPOTrainer(policy, value, tok, prompts, toy_score, PPOSettings(**{**defaults, **settings}), seed=seed)
+    return PPOTrainer(policy, value, tok, prompts, toy_score, PPOParams(**{**defaults, **settings}), seed=seed)
 
 
 def test_ppo_raises_a_toy_reward_while_the_kl_stays_under_target(rl_model_dir):

@@ -6,13 +6,16 @@ Used by tasks/evaluate.py. Conventions:
   would make the interval too narrow;
 - KL estimates are per sequence (summed over response tokens) from log-probs of tokens sampled from the first
   policy, the estimators of Schulman, "Approximating KL divergence" (2020): k1 = log p − log q (unbiased, can be
-  negative per sample), k3 = (q/p − 1) − log(q/p) (unbiased, never negative, lower variance).
+  negative per sample), k3 = (q/p − 1) − log(q/p) (unbiased, never negative, lower variance); the per-token
+  formulas are tasks/common/kl.py's, the same PPO's KL penalty uses.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+from tasks.common.kl import kl_per_token
 
 
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
@@ -75,10 +78,7 @@ def kl_k1(logprobs: Sequence[Sequence[float]], ref_logprobs: Sequence[Sequence[f
 
     Worked example: log π = [ln .5, ln .25], log π_ref = [ln .25, ln .5] → ln 2 − ln 2 = 0.0.
     """
-    return [
-        math.fsum(lp - rlp for lp, rlp in zip(seq, ref, strict=True))
-        for seq, ref in zip(logprobs, ref_logprobs, strict=True)
-    ]
+    return _kl(logprobs, ref_logprobs, "k1")
 
 
 def kl_k3(logprobs: Sequence[Sequence[float]], ref_logprobs: Sequence[Sequence[float]]) -> list[float]:
@@ -87,10 +87,15 @@ def kl_k3(logprobs: Sequence[Sequence[float]], ref_logprobs: Sequence[Sequence[f
     Worked example (same tokens as kl_k1): r = ln .5 → .5 − 1 + .69315 = .19315; r = ln 2 → 2 − 1 − .69315 =
     .30685; sum 0.5 (k1 said 0: k3 is never negative per token, so it does not cancel like k1).
     """
-    out = []
-    for seq, ref in zip(logprobs, ref_logprobs, strict=True):
-        out.append(math.fsum(math.expm1(rlp - lp) - (rlp - lp) for lp, rlp in zip(seq, ref, strict=True)))
-    return out
+    return _kl(logprobs, ref_logprobs, "k3")
+
+
+def _kl(logprobs: Sequence[Sequence[float]], ref_logprobs: Sequence[Sequence[float]], estimator: str) -> list[float]:
+    """The per-token estimates (tasks/common/kl.py, the formulas PPO's penalty uses) summed over each sequence."""
+    return [
+        math.fsum(kl_per_token(lp, rlp, estimator) for lp, rlp in zip(seq, ref, strict=True))
+        for seq, ref in zip(logprobs, ref_logprobs, strict=True)
+    ]
 
 
 def win_rate(a: Sequence[float], b: Sequence[float]) -> float:

@@ -6,8 +6,9 @@ values and scores in, so every formula can be tested on numbers.
 
 - KL control (Ziegler et al. 2019): fixed β, or adaptive e = clip(KL/target − 1, −0.2, 0.2), β ← β·(1 + e·n/horizon)
   with n the number of samples in the rollout batch.
-- Per-token reward: −β·kl_t on every response token (k1 = log π − log π_ref, or k3 = exp(−k1) − 1 + k1), plus the
-  reward-model score on the last token (responses without EOS get a fixed penalty score instead).
+- Per-token reward: −β·kl_t on every response token (k1 = log π − log π_ref, or k3 = exp(−k1) − 1 + k1, from
+  tasks/common/kl.py: evaluate's KL uses the same estimators), plus the reward-model score on the last token
+  (responses without EOS get a fixed penalty score instead).
 - GAE (γ, λ) backwards over the response; padding has reward 0 and value 0, so it contributes nothing.
 - Advantages whitened over valid tokens only; clipped policy loss; clipped value loss (max of the two squared
   errors, ½ scale); approx-KL ½·E[(log r)²]; clip fractions; entropy from logits; explained variance.
@@ -46,15 +47,6 @@ def response_mask(ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
     is_eos = ids == eos_id
     after_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0  # strictly after the first EOS
     return ((~after_eos) & (ids != pad_id) | (is_eos & ~after_eos)).float()
-
-
-def kl_per_token(logp: torch.Tensor, ref_logp: torch.Tensor, estimator: str = "k1") -> torch.Tensor:
-    k1 = logp - ref_logp
-    if estimator == "k1":
-        return k1
-    if estimator == "k3":
-        return torch.exp(-k1) - 1.0 + k1
-    raise ValueError(f"unknown KL estimator {estimator!r} (k1 or k3)")
 
 
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -51,7 +51,7 @@ def run_ppo(params: Params) -> dict[str, float]:
     from tasks.common.reward import load_reward_model, score
     from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dict, log_metrics, stage_run
-    from tasks.ppo.trainer import PPOSettings, PPOTrainer
+    from tasks.ppo.trainer import PPOTrainer
 
     cfg, paths = params.align, params.paths
     ppo = cfg.ppo
@@ -76,10 +76,7 @@ def run_ppo(params: Params) -> dict[str, float]:
             with value.disable_adapter():
                 return [s / scale for s in score(value, rm_tok, chat_prompts, texts, ppo.score_batch_size)]
 
-        settings = PPOSettings(**ppo.model_dump(exclude={"steps", "max_prompts", "save_steps", "score_batch_size", "score_scale",
-                                                         "generation"}),
-                               generation=ppo.generation.model_dump(exclude={"dtype"}))
-        trainer = PPOTrainer(policy, value, tok, [p["prompt"] for p in prompts], score_fn, settings, params.seed)
+        trainer = PPOTrainer(policy, value, tok, [p["prompt"] for p in prompts], score_fn, ppo, params.seed)
         history: list[dict[str, float]] = []
         if resume:
             trainer.load(Path(resume) / "ppo_state.pt")

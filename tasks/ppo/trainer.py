@@ -32,17 +32,17 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from tasks.common.distributed import all_gather_cat, all_gather_objects, all_reduce_sum_, broadcast_, rank, world_size
+from tasks.common.kl import kl_per_token
+from tasks.common.params import PPOParams
 from tasks.ppo.core import (
     KLController,
     explained_variance,
     gae,
-    kl_per_token,
     masked_mean,
     policy_loss,
     token_rewards,
@@ -52,29 +52,6 @@ from tasks.ppo.core import (
 from tasks.ppo.rollout import Batch, model_inputs, pack, reference, token_logprobs
 
 ScoreFn = Callable[[list[list[dict[str, str]]], list[str]], list[float]]
-
-
-@dataclass
-class PPOSettings:
-    rollout_batch_size: int = 16
-    mini_batch_size: int = 8
-    gradient_accumulation_steps: int = 1
-    ppo_epochs: int = 2
-    learning_rate: float = 1e-4
-    gamma: float = 1.0
-    lam: float = 0.95
-    cliprange: float = 0.2
-    cliprange_value: float = 0.2
-    vf_coef: float = 0.1
-    max_grad_norm: float = 1.0
-    kl_coef: float = 0.05
-    kl_estimator: str = "k1"
-    target_kl: float | None = None
-    kl_horizon: float = 10000.0
-    missing_eos_penalty: float | None = -1.0  # None: responses without EOS keep their score
-    whiten_rewards: bool = False
-    generation: dict[str, Any] = field(default_factory=lambda: {"max_new_tokens": 32, "temperature": 1.0,
-                                                                   "top_p": 1.0, "top_k": 0})
 
 
 def token_values(value_model, batch: Batch) -> torch.Tensor:
@@ -95,9 +72,12 @@ def uneven_split(rollout_batch_size: int, mini_batch_size: int, world: int) -> d
 
 class PPOTrainer:
     def __init__(self, policy, value_model, tokenizer, prompts: list[list[dict[str, str]]], score_fn: ScoreFn,
-                 settings: PPOSettings, seed: int = 0):
+                 settings: PPOParams, seed: int = 0):
         self.policy, self.value_model, self.tok = policy, value_model, tokenizer
         self.prompts, self.score_fn, self.s, self.seed = prompts, score_fn, settings, seed
+        # generate()'s sampling kwargs; `dtype` is how other stages load a model for sampling, while PPO samples
+        # from the policy it trains, as loaded
+        self.generation = settings.generation.model_dump(exclude={"dtype"})
         self.kl_ctl = KLController(settings.kl_coef, settings.target_kl, settings.kl_horizon)
         params = [p for m in (policy, value_model) for p in m.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(params, lr=settings.learning_rate, eps=1e-5)
@@ -150,7 +130,7 @@ class PPOTrainer:
         t0 = time.perf_counter()
         with merged(self.policy):  # sampling from the same weights, without the live LoRA's extra matmuls
             samples = generate(self.policy, tok, prompts[mine], num_return_sequences=1,
-                               batch_size=s.rollout_batch_size // self.world, desc="ppo rollout", **s.generation)
+                               batch_size=s.rollout_batch_size // self.world, desc="ppo rollout", **self.generation)
         response_ids = [x[0]["ids"] for x in samples]
         scores_list = self.score_fn(prompts[mine], [x[0]["text"] for x in samples])
         if self.world > 1:  # every rank gets the whole batch, in rank order = the global prompt order
@@ -162,7 +142,7 @@ class PPOTrainer:
         scores = torch.tensor(scores_list, dtype=torch.float32, device=batch.mask.device)
         if s.missing_eos_penalty is not None:
             scores = torch.where(batch.has_eos, scores, torch.full_like(scores, s.missing_eos_penalty))
-        temperature = s.generation.get("temperature", 1.0)
+        temperature = s.generation.temperature
         # Forwards on this rank's rows of the globally padded batch, then gathered: the same tensors one process has.
         local = batch if self.world == 1 else _rows(batch, mine)
         logp = all_gather_cat(token_logprobs(self.policy, local, temperature))
@@ -192,7 +172,7 @@ class PPOTrainer:
 
     def update(self, batch: Batch, data: dict[str, torch.Tensor]) -> dict[str, float]:
         s = self.s
-        temperature = s.generation.get("temperature", 1.0)
+        temperature = s.generation.temperature
         n = batch.response.shape[0]
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.step_count)
         sums: dict[str, float] = {}
