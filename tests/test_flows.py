@@ -1,0 +1,64 @@
+"""The pipeline flow's own rules (flows/pipeline.py, flows/dvc_repro.py), without running a
+stage: the stage list is dvc.yaml's, and a user error is known by its exit status alone."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from flows import pipeline
+from tests.conftest import REPO
+
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+
+
+def _dvc_project(root: Path, stages: dict) -> Path:
+    subprocess.run([sys.executable, "-m", "dvc", "init", "--no-scm", "-q"], cwd=root, check=True, env=ENV)
+    (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": stages}, sort_keys=False))
+    return root
+
+
+def test_stage_list_is_dvc_yaml(tmp_path):
+    """Every dvc.yaml stage has a flow — including one added to dvc.yaml and nowhere else."""
+    shipped = list(yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"])
+    assert sorted(pipeline.stage_order(REPO)) == sorted(shipped)
+    assert {s for s in shipped if not pipeline.uses_gpu(s)} == {"validate"}
+    assert pipeline.CPU_STAGES <= set(shipped)  # no stale name in the exception list
+
+    _dvc_project(tmp_path, {"first": {"cmd": "echo a > a", "outs": ["a"]},
+                            "brand_new": {"cmd": "cat a > b", "deps": ["a"], "outs": ["b"]}})
+    assert pipeline.stage_order(tmp_path) == ["first", "brand_new"]
+    flow = pipeline.stage_flow("brand_new")
+    assert flow.name == "brand_new" and pipeline.stage_flow("brand_new") is flow
+    assert pipeline.uses_gpu("brand_new")  # unknown stages take the gpu slot: the safe side
+
+
+@pytest.mark.parametrize(("stage", "status"), [("user_error", 2), ("crash", 1), ("ok", 0)])
+def test_user_error_is_known_by_exit_status_alone(tmp_path, stage, status):
+    """flows/dvc_repro.py exits with the stage command's status (the `dvc` command says 255 for all); the text
+    a stage prints decides nothing: a crash that prints stage_main's error wording is still retried."""
+    wording = "print('alignflow x: error: looks like a user error', file=sys.stderr)"
+    _dvc_project(tmp_path, {
+        "user_error": {"cmd": f"{sys.executable} -c \"import sys; sys.exit(2)\""},
+        "crash": {"cmd": f"{sys.executable} -c \"import sys; {wording}; sys.exit(1)\""},
+        "ok": {"cmd": f"{sys.executable} -c \"print('fine')\""},
+    })
+    r = subprocess.run([sys.executable, "-m", "flows.dvc_repro", stage], cwd=tmp_path, env=ENV, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == status, r.stdout + r.stderr
+    if status:
+        assert pipeline._no_retry_on_user_error(None, None, _failed_state(stage, r.returncode)) == (status != 2)
+
+
+def _failed_state(stage: str, code: int):
+    class State:
+        def result(self):
+            raise pipeline.StageFailed(stage, code, "")
+
+    return State()
+
