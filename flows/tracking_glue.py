@@ -2,7 +2,8 @@
 
 At the end of a run the parent gets: the dvc.lock stage hashes as tags (so a run points at the exact data,
 params and code it used), dvc.lock and params.yaml as artifacts, the evaluation metrics, and — when the align
-stage produced a new policy — a registered model version whose source is the logged adapter.
+stage produced a new policy — a registered model version whose source is the logged adapter, and the promotion
+gate's decision for it (tasks/evaluation/gate.py decides; this module only calls it and moves the alias).
 """
 
 from __future__ import annotations
@@ -104,19 +105,19 @@ def register_policy(params, run_id: str, align_hash: str, metrics: dict[str, flo
 
 
 def apply_gate(params, run_id: str, version: str | None, metrics: dict[str, float], eval_set: str | None) -> bool | None:
-    """Decide again, against the champion of this moment (the evaluate stage decided against the champion of its
-    own time, and DVC may have skipped it, or another run may have promoted since), then move the `champion` alias
-    to the new version if every check passes, and tag the run and the version either way. None: nothing to decide."""
+    """Decide again with the evaluate stage's own function (gate.decide_against_champion), against the champion of
+    this moment (the evaluate stage decided against the champion of its own time, and DVC may have skipped it, or
+    another run may have promoted since), then move the `champion` alias to the new version if every check passes,
+    and tag the run and the version either way. None: nothing to decide."""
     from mlflow import MlflowClient
 
-    from tasks.common.registry import current_champion
     from tasks.evaluation import gate
 
     if version is None or not metrics:
         return None
     client = MlflowClient()
-    name, number = version.rsplit("/", 1)
-    decision = gate.decide(metrics, params.evaluate.gate, current_champion(client, name), eval_set)
+    name, number = version.rsplit("/", 1)  # name is params.pipeline.registered_model (register_policy)
+    decision = gate.decide_against_champion(client, params, metrics, eval_set)
     gate.promote(client, name, number, run_id, decision)
     return decision.passed
 
