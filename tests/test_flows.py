@@ -1,17 +1,20 @@
-"""The pipeline flow's own rules (flows/pipeline.py, flows/dvc_repro.py), without running a
-stage: the stage list is dvc.yaml's, and a user error is known by its exit status alone."""
+"""The pipeline flow's own rules (flows/pipeline.py, flows/dvc_repro.py, flows/tracking_glue.py), without running a
+stage: the stage list is dvc.yaml's, a user error is known by its exit status alone, and the lineage names the KL
+coefficient the chosen method trains with."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
 import yaml
 
-from flows import pipeline
+from flows import pipeline, tracking_glue
+from tasks.common.params import AlignMethod, AlignParams, OnlineRLParams, PPOParams
 from tests.conftest import REPO
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -62,3 +65,29 @@ def _failed_state(stage: str, code: int):
 
     return State()
 
+
+def test_kl_coefficient_is_the_methods_own():
+    align = AlignParams(beta=0.1, simpo_beta=2.0, ppo=PPOParams(kl_coef=0.03), online=OnlineRLParams(beta=0.07))
+    expected = {"dpo": ("align.beta", 0.1), "ipo": ("align.beta", 0.1), "robust": ("align.beta", 0.1),
+                "hinge": ("align.beta", 0.1), "kto": ("align.beta", 0.1), "simpo": (None, None),
+                "ppo": ("align.ppo.kl_coef", 0.03), "rloo": ("align.online.beta", 0.07),
+                "grpo": ("align.online.beta", 0.07)}
+    assert set(expected) == set(typing.get_args(AlignMethod)) == set(tracking_glue.KL_COEF_PARAM)
+    for method, want in expected.items():
+        assert tracking_glue.kl_coefficient(align.model_copy(update={"method": method})) == want
+
+
+def test_parent_run_logs_the_methods_kl_coefficient(tmp_path, monkeypatch):
+    from mlflow import MlflowClient
+
+    from tasks.common.params import Params
+    from tests.conftest import copy_migrated_mlflow_db
+
+    monkeypatch.chdir(tmp_path)
+    copy_migrated_mlflow_db(tmp_path)
+    params = Params(align=AlignParams(method="ppo", beta=0.1, ppo=PPOParams(kl_coef=0.03)))
+    with tracking_glue.parent_run(params) as run:
+        run_id = run.info.run_id
+    logged = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(run_id).data.params
+    assert logged["kl_coef"] == "0.03" and logged["kl_coef.param"] == "align.ppo.kl_coef"
+    assert "align.beta" not in logged  # PPO never reads it
