@@ -1,11 +1,12 @@
 """Prefect flows: one per stage and the pipeline flow that drives them in DVC's order.
 
 Orchestration glue written here by hand (no library composes Prefect, DVC and MLflow this way):
-- DVC owns what is stale. Each stage task runs `dvc repro --single-item <stage>`, so a scheduled run and a
-  hand `dvc repro` leave the same dvc.lock, and an up-to-date stage is skipped. Prefect's own result caching
-  stays off: it cannot see file contents.
-- Prefect owns execution: retries (not for user errors such as bad data), a `gpu` tag under a concurrency limit
-  (whose slots a killed run cannot hold forever: flows/gpu_slots.py),
+- DVC owns what is stale, and which stages exist. Each stage task runs `dvc repro --single-item <stage>` (through
+  flows/dvc_repro.py, which keeps the stage's exit status), so a scheduled run and a hand `dvc repro` leave the same
+  dvc.lock, and an up-to-date stage is skipped. Prefect's own result caching stays off: it cannot see file
+  contents. The stage list is dvc.yaml's (stage_order): a stage added there is a flow here, nothing to register.
+- Prefect owns execution: retries (not for user errors such as bad data: exit status 2), a `gpu` tag under a
+  concurrency limit (whose slots a killed run cannot hold forever: flows/gpu_slots.py),
   schedules (`alignflow serve`), and a markdown artifact per run that links the MLflow run.
 - MLflow owns results: the flow opens the parent run; each stage process opens its child run
   (tasks/common/tracking.py) under ALIGNFLOW_PARENT_RUN_ID.
@@ -16,6 +17,7 @@ Orchestration glue written here by hand (no library composes Prefect, DVC and ML
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
@@ -31,9 +33,16 @@ from flows.gpu_slots import ensure_gpu_limit, report_if_waiting, repossessor
 from tasks.common.params import load_params
 from tasks.common.tracking import PARENT_ENV, tracking_uri
 
-# Stages that load a model and do heavy compute: tagged `gpu` and held under the concurrency limit.
-GPU_STAGES = {"prepare_model", "prepare_judge", "critique_revise", "sft", "collect_preferences", "train_reward", "align", "evaluate"}
+# Every stage takes the `gpu` concurrency slot except these, which load no model. The rule is "GPU unless listed",
+# not a list of GPU stages, so that the list to keep in sync with dvc.yaml is the short one and its failure mode is
+# harmless: a new CPU-only stage that is not added here only waits for a slot it does not need, whereas a new model
+# stage missing from a GPU list would run beside another one and run out of GPU memory.
+CPU_STAGES = frozenset({"validate"})
 USER_ERROR_EXIT = 2  # stage_main's exit status for bad data / bad params: retrying cannot help
+
+
+def uses_gpu(stage: str) -> bool:
+    return stage not in CPU_STAGES
 
 
 class StageFailed(RuntimeError):
@@ -98,8 +107,8 @@ def repro_stage(stage: str, parent_run_id: str | None) -> dict[str, Any]:
     logger.info("running stage %s: dvc repro --single-item %s", stage, stage)
     start = time.perf_counter()
     tail: deque[str] = deque(maxlen=40)
-    dvc = Path(sys.executable).with_name("dvc")
-    cmd = [str(dvc) if dvc.exists() else "dvc", "repro", "--single-item", stage]
+    # not the `dvc` command: it exits 255 whatever the stage exited with, and the status is what tells a user error
+    cmd = [sys.executable, "-m", "flows.dvc_repro", stage]
     with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -108,17 +117,20 @@ def repro_stage(stage: str, parent_run_id: str | None) -> dict[str, Any]:
         proc.wait()
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
-        code = USER_ERROR_EXIT if any("alignflow " in t and ": error:" in t for t in tail) else proc.returncode
-        raise StageFailed(stage, code, "\n".join(tail))
+        raise StageFailed(stage, proc.returncode, "\n".join(tail))
     logger.info("stage %s finished in %.1f s", stage, seconds)
     return {"stage": stage, "status": "ran", "seconds": seconds}
 
 
-def _stage_flow(stage: str):
+@functools.cache
+def stage_flow(stage: str):
+    """The Prefect flow of one stage, built on first use for any name dvc.yaml has (pipeline_flow checks the name
+    against stage_order first), so a stage added to dvc.yaml needs no change here."""
+
     @flow(name=stage, log_prints=True)
     def run_one(parent_run_id: str | None = None) -> dict[str, Any]:
         params = load_params()
-        tags = ["gpu"] if stage in GPU_STAGES else []
+        tags = ["gpu"] if uses_gpu(stage) else []
         retries = params.pipeline.stage_retries
         if tags:
             report_if_waiting(get_run_logger())
@@ -126,12 +138,6 @@ def _stage_flow(stage: str):
 
     run_one.__doc__ = f"Prefect flow for the `{stage}` stage (runs it through `dvc repro --single-item`)."
     return run_one
-
-
-STAGE_FLOWS = {name: _stage_flow(name) for name in (
-    "prepare_model", "prepare_judge", "validate", "critique_revise", "sft", "collect_preferences", "train_reward",
-    "align", "evaluate"
-)}
 
 
 @flow(name="alignflow-pipeline", log_prints=True)
@@ -150,7 +156,7 @@ def pipeline_flow(stages: list[str] | None = None) -> dict[str, Any]:
     with repossessor(logger), tracking_glue.parent_run(params) as parent:
         outcomes = []
         for stage in selected:
-            outcomes.append(STAGE_FLOWS[stage](parent_run_id=parent.info.run_id))
+            outcomes.append(stage_flow(stage)(parent_run_id=parent.info.run_id))
         summary = tracking_glue.finish_parent(params, parent.info.run_id, outcomes)
     create_markdown_artifact(markdown=summary["markdown"], key="alignflow-run", description="alignflow pipeline run")
     eval_summary = Path(params.paths.reports) / "eval" / "summary.md"

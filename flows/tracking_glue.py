@@ -1,8 +1,10 @@
 """The pipeline's MLflow parent run: opened before the first stage, closed with the lineage of the result.
 
-At the end of a run the parent gets: the dvc.lock stage hashes as tags (so a run points at the exact data,
-params and code it used), dvc.lock and params.yaml as artifacts, the evaluation metrics, and — when the align
-stage produced a new policy — a registered model version whose source is the logged adapter.
+At the start the parent run logs the seed, align.method and the KL coefficient that method trains with
+(kl_coefficient). At the end of a run the parent gets: the dvc.lock stage hashes as tags (so a run points at the
+exact data, params and code it used), dvc.lock and params.yaml as artifacts, the evaluation metrics, and — when the
+align stage produced a new policy — a registered model version whose source is the logged adapter, and the promotion
+gate's decision for it (tasks/evaluation/gate.py decides; this module only calls it and moves the alias).
 """
 
 from __future__ import annotations
@@ -29,8 +31,32 @@ def parent_run(params) -> Iterator[Any]:
     with mlflow.start_run(experiment_id=experiment_id, run_name="pipeline", tags=tags) as run:
         mlflow.log_param("seed", params.seed)
         mlflow.log_param("align.method", params.align.method)
-        mlflow.log_param("align.beta", params.align.beta)
+        source, value = kl_coefficient(params.align)
+        mlflow.log_param("kl_coef.param", source or "none")
+        if value is not None:
+            mlflow.log_param("kl_coef", value)
         yield run
+
+
+# align.method -> the params key of the KL coefficient that method trains with. The DPO family reads align.beta (IPO
+# as its τ), our PPO align.ppo.kl_coef (the initial β when align.ppo.target_kl adapts it), TRL's RLOO/GRPO
+# align.online.beta; SimPO is reference-free: it has no KL term (align.simpo_beta scales its reward margin).
+KL_COEF_PARAM: dict[str, str | None] = {
+    "dpo": "beta", "ipo": "beta", "robust": "beta", "hinge": "beta", "kto": "beta",
+    "simpo": None, "ppo": "ppo.kl_coef", "rloo": "online.beta", "grpo": "online.beta",
+}
+
+
+def kl_coefficient(align) -> tuple[str | None, float | None]:
+    """("align.<key>", value) of the KL coefficient `align.method` really uses, for the lineage (logging
+    align.beta for every method told a reader PPO trained with a β it never read); (None, None) for SimPO."""
+    key = KL_COEF_PARAM[align.method]
+    if key is None:
+        return None, None
+    value: Any = align
+    for part in key.split("."):
+        value = getattr(value, part)
+    return f"align.{key}", float(value)
 
 
 def lock_stage_hashes(lock_path: str | Path = "dvc.lock") -> dict[str, str]:
@@ -104,19 +130,19 @@ def register_policy(params, run_id: str, align_hash: str, metrics: dict[str, flo
 
 
 def apply_gate(params, run_id: str, version: str | None, metrics: dict[str, float], eval_set: str | None) -> bool | None:
-    """Decide again, against the champion of this moment (the evaluate stage decided against the champion of its
-    own time, and DVC may have skipped it, or another run may have promoted since), then move the `champion` alias
-    to the new version if every check passes, and tag the run and the version either way. None: nothing to decide."""
+    """Decide again with the evaluate stage's own function (gate.decide_against_champion), against the champion of
+    this moment (the evaluate stage decided against the champion of its own time, and DVC may have skipped it, or
+    another run may have promoted since), then move the `champion` alias to the new version if every check passes,
+    and tag the run and the version either way. None: nothing to decide."""
     from mlflow import MlflowClient
 
-    from tasks.common.registry import current_champion
     from tasks.evaluation import gate
 
     if version is None or not metrics:
         return None
     client = MlflowClient()
-    name, number = version.rsplit("/", 1)
-    decision = gate.decide(metrics, params.evaluate.gate, current_champion(client, name), eval_set)
+    name, number = version.rsplit("/", 1)  # name is params.pipeline.registered_model (register_policy)
+    decision = gate.decide_against_champion(client, params, metrics, eval_set)
     gate.promote(client, name, number, run_id, decision)
     return decision.passed
 

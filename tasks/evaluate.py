@@ -112,16 +112,18 @@ def run_evaluate(params: Params) -> dict[str, float]:
         points = (frontier.collect_points(client, run.info.experiment_id, run.info.run_id, metrics, method)
                   if params.data.gold != "none" else [])
         frontier.write_csv("plots/reward_vs_kl.csv", points)
-        gate = suite.decide_gate(params, client, metrics, eval_set) if "policy" in results else None
-        if gate is not None:
-            metrics["gate/passed"] = float(gate["passed"])
-            mlflow.set_tag("alignflow.gate", "passed" if gate["passed"] else "failed: " + ", ".join(
-                c["name"] for c in gate["checks"] if not c["passed"]))
+        from tasks.evaluation import gate
+
+        decision = gate.decide_against_champion(client, params, metrics, eval_set) if "policy" in results else None
+        gate_info = decision.to_dict() if decision is not None else None
+        if decision is not None:
+            metrics["gate/passed"] = float(decision.passed)
+            mlflow.set_tag(gate.GATE_TAG, gate.run_tag(decision))
 
         with timings("report"):
             rows = sample_rows(prompts, results)
             data = report_doc.build(params, run.info.run_id, method, eval_set, prompts, results, per_model, guard,
-                                    train_rm_gain, points, gate, judge_info, probe_sets, classifier, metrics)
+                                    train_rm_gain, points, gate_info, judge_info, probe_sets, classifier, metrics)
             report_doc.write(params, data, rows, results)
         write_json(Path(paths.metrics) / "eval.json", metrics)
 

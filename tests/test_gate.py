@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tasks.common.params import GateParams
+from tasks.common.params import EvaluateParams, GateParams, Params, PipelineParams
 from tasks.common.registry import EVAL_SET_TAG, ChampionVersion, current_champion
 from tasks.evaluation import gate
 from tests.conftest import copy_migrated_mlflow_db
@@ -55,10 +55,14 @@ def _candidate(client, exp, metrics, eval_set="evalA"):
     return run_id, str(mv.version)
 
 
+def _params(cfg=None) -> Params:
+    return Params(pipeline=PipelineParams(registered_model=MODEL), evaluate=EvaluateParams(gate=cfg or GateParams()))
+
+
 def _gate(client, exp, metrics, eval_set="evalA", cfg=None):
     """Register, decide against the current champion, promote: what the pipeline does at the end of a run."""
     run_id, version = _candidate(client, exp, metrics, eval_set)
-    decision = gate.decide(metrics, cfg or GateParams(), current_champion(client, MODEL), eval_set)
+    decision = gate.decide_against_champion(client, _params(cfg), metrics, eval_set)
     gate.promote(client, MODEL, f"{MODEL}/{version}", run_id, decision)
     return run_id, version, decision
 
@@ -255,3 +259,22 @@ def test_sycophancy_is_read_against_the_true_claim_control():
     # no control measured: agree_wrong alone, as before
     check = {c.name: c for c in gate.decide(GOOD, cfg, None, "evalA").checks}["sycophancy"]
     assert check.passed and check.value == pytest.approx(0.05)
+
+
+def test_the_pipeline_redecides_with_the_same_function_against_the_champion_of_its_moment(with_champion):
+    """flows/tracking_glue.apply_gate decides with gate.decide_against_champion — the evaluate stage's function —
+    but at registration time: a champion promoted between the evaluate stage and the registration is the bar."""
+    from flows import tracking_glue
+
+    client, exp = with_champion
+    metrics = {**GOOD, "policy/gold_reward": 0.5}
+    at_evaluate = gate.decide_against_champion(client, _params(), metrics, "evalA")
+    assert at_evaluate.passed and at_evaluate.champion == "1"
+    _gate(client, exp, {**GOOD, "policy/gold_reward": 0.6})  # another run promotes v2 meanwhile
+    assert _champion_version(client) == "2"
+
+    run_id, version = _candidate(client, exp, metrics)
+    assert tracking_glue.apply_gate(_params(), run_id, f"{MODEL}/{version}", metrics, "evalA") is False
+    assert _champion_version(client) == "2"
+    assert client.get_run(run_id).data.tags[gate.GATE_TAG] == gate.run_tag(
+        gate.decide_against_champion(client, _params(), metrics, "evalA")) == "failed: beats_champion"

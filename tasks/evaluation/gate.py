@@ -12,8 +12,13 @@ its held-out prompts and probe files, and a champion evaluated on other sets blo
 instead of being beaten or defended by numbers measured on different prompts. Move the alias by hand
 (`MlflowClient().set_registered_model_alias(...)`) after changing the evaluation sets on purpose.
 
-    decide(...)   in the evaluate stage (metrics/eval.json + the report section)
-    promote(...)  in flows/tracking_glue.py after register_policy
+The decision is made by one function, decide_against_champion, called by both of its two moments:
+    the evaluate stage      against the champion of its own time: metrics/eval.json, the report section, the tag
+    flows/tracking_glue.py  after register_policy, against the champion of *that* moment (the evaluate stage may
+                            have been skipped as up to date, or another run promoted since), then promote(...)
+Only a pipeline run (`alignflow run`, `alignflow serve`, `alignflow online`: all through flows/pipeline.py)
+registers a model version, so only it can promote; a bare `dvc repro` evaluates and reports the decision but has no
+version to move the alias to (registering needs the pipeline's parent MLflow run to hold the policy artifact).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tasks.common.registry import ALIAS, ChampionVersion
+from tasks.common.registry import ALIAS, ChampionVersion, current_champion
 
 GATE_TAG = "alignflow.gate"
 PROMOTED_TAG = "alignflow.promoted"
@@ -203,6 +208,18 @@ def decide(metrics: dict[str, float], cfg, champion: ChampionVersion | None, eva
     return Decision(all(c.passed for c in checks), checks, champion.version if champion else None)
 
 
+def decide_against_champion(client, params, metrics: dict[str, float], eval_set: str | None) -> Decision:
+    """decide() against the registry's current `champion` of params.pipeline.registered_model, with the gate of
+    params.evaluate.gate: the one way the project decides a promotion (module docstring: who calls it, and when)."""
+    champion = current_champion(client, params.pipeline.registered_model)
+    return decide(metrics, params.evaluate.gate, champion, eval_set)
+
+
+def run_tag(decision: Decision) -> str:
+    """The GATE_TAG value of a run: "passed", or "failed: " and the failed checks."""
+    return "passed" if decision.passed else "failed: " + ", ".join(c.name for c in decision.failed())
+
+
 def promote(client, model_name: str, version: str, run_id: str, decision: Decision) -> None:
     """Record the decision on the run and the model version; move `champion` to `version` only when it passed.
 
@@ -213,11 +230,10 @@ def promote(client, model_name: str, version: str, run_id: str, decision: Decisi
         client.set_registered_model_alias(model_name, ALIAS, version)
         client.set_model_version_tag(model_name, version, GATE_TAG, "passed")
         client.set_tag(run_id, PROMOTED_TAG, "true")
-        client.set_tag(run_id, GATE_TAG, "passed")
     else:
         client.set_model_version_tag(model_name, version, GATE_TAG, "failed")
         client.set_tag(run_id, PROMOTED_TAG, "false")
-        client.set_tag(run_id, GATE_TAG, "failed: " + ", ".join(c.name for c in decision.failed()))
+    client.set_tag(run_id, GATE_TAG, run_tag(decision))
     for key, value in decision.metrics().items():
         client.log_metric(run_id, key, value)
     client.log_dict(run_id, decision.to_dict(), "gate.json")

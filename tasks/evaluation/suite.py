@@ -178,12 +178,3 @@ def _firsts(res: dict) -> list[float]:
     """The gold score of each prompt's first sample (res["gold"] is flat, prompt by prompt)."""
     k = len(res["samples"][0]) if res["samples"] else 1
     return [res["gold"][i * k] for i in range(len(res["samples"]))]
-
-
-def decide_gate(params: Params, client, metrics: dict[str, float], eval_set: str) -> dict[str, Any]:
-    """The gate's decision against the current champion of the registry, as a JSON-able dict."""
-    from tasks.common.registry import current_champion
-    from tasks.evaluation import gate
-
-    champion = current_champion(client, params.pipeline.registered_model)
-    return gate.decide(metrics, params.evaluate.gate, champion, eval_set).to_dict()
