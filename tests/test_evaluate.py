@@ -254,10 +254,10 @@ def test_kl_scoring_with_a_shared_prefix_matches_plain_scoring(project, tiny_mod
     of each whole sequence, for the live adapter and for the reference."""
     import torch
 
+    from tasks.common.logprobs import pack, reference, token_logprobs
     from tasks.common.modeling import generate, load_causal_lm, load_tokenizer
     from tasks.common.prefix_cache import shared_prefix
     from tasks.evaluation.sampling import response_logprobs
-    from tasks.ppo.rollout import pack, reference, token_logprobs
     from tests.test_collect_preferences import build_upstream
 
     build_upstream(project, tiny_model_dir)

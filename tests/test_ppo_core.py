@@ -10,14 +10,13 @@ import pytest
 import torch
 
 from tasks.common.kl import kl_per_token
+from tasks.common.logprobs import entropy_from_logits, response_mask
 from tasks.ppo.core import (
     KLController,
-    entropy_from_logits,
     explained_variance,
     gae,
     masked_mean,
     policy_loss,
-    response_mask,
     token_rewards,
     value_loss,
     whiten,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks.ppo.rollout import pack, reference, token_logprobs
+from tasks.common.logprobs import pack, reference, token_logprobs
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ from tasks.common.io import atomic_write_text, sha256_file
 log = logging.getLogger("alignflow.evaluate")
 # The code that turns (models, prompts, settings) into the cached results.
 CODE = ("tasks/evaluation/sampling.py", "tasks/evaluation/pathologies.py", "tasks/evaluation/probes.py",
-        "tasks/common/modeling.py", "tasks/common/sampler.py", "tasks/common/prefix_cache.py", "tasks/ppo/rollout.py")
+        "tasks/common/modeling.py", "tasks/common/sampler.py", "tasks/common/prefix_cache.py", "tasks/common/logprobs.py",
+        "tasks/common/kl.py")
 
 
 def reference_key(params: Any, prompts: list[dict]) -> str:

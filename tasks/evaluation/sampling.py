@@ -25,8 +25,8 @@ MODELS = ("base", "sft", "policy")
 def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, list] | None = None) -> dict[str, dict[str, Any]]:
     """{model: {"samples": per prompt [{text, n_tokens, eos, ids}], "kl_k1"/"kl_k3": per sequence,
     "over_refusal"/"sycophancy": per probe item}} for the models that exist."""
+    from tasks.common.logprobs import reference
     from tasks.common.modeling import load_causal_lm, load_tokenizer
-    from tasks.ppo.rollout import reference
 
     paths, dtype, out = params.paths, params.evaluate.generation.dtype, {}
     if Path(paths.policy_model).exists():
@@ -94,7 +94,7 @@ def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[
 
 def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) -> dict[str, Any]:
     """Samples from `model`, and KL(model‖reference) estimated on them (reference = adapter disabled)."""
-    from tasks.ppo.rollout import reference
+    from tasks.common.logprobs import reference
 
     with merged(model):
         samples = _sample(params, model, tok, prompts, name)
@@ -115,13 +115,13 @@ def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) 
 def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: list[list[int]], temperature: float,
                       batch_size: int) -> list[list[float]]:
     """log π(y_t | x, y_<t) of every response token, logits / temperature: scored exactly as PPO scores its
-    rollouts (tasks/ppo/rollout.py — prompts left-padded, positions from the attention mask), except that the
+    rollouts (tasks/common/logprobs.py — prompts left-padded, positions from the attention mask), except that the
     tokens every prompt starts with run once and each batch continues from their KV cache
     (tasks/common/prefix_cache.py), and batches are grouped by length."""
     import torch
 
+    from tasks.common.logprobs import pack, token_logprobs
     from tasks.common.prefix_cache import expanded, prefix_cache, shared_prefix
-    from tasks.ppo.rollout import pack, token_logprobs
 
     shared = shared_prefix(prompt_ids)
     n = len(shared)

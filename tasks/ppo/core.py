@@ -42,13 +42,6 @@ class KLController:
         self.beta, self.target, self.horizon = state["beta"], state["target"], state["horizon"]
 
 
-def response_mask(ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
-    """1 on tokens up to and including the first EOS (everything non-pad when there is none), 0 after it."""
-    is_eos = ids == eos_id
-    after_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0  # strictly after the first EOS
-    return ((~after_eos) & (ids != pad_id) | (is_eos & ~after_eos)).float()
-
-
 def token_rewards(scores: torch.Tensor, kl: torch.Tensor, mask: torch.Tensor, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(rewards, non-score part): −β·kl on every valid token, the score added on the last valid token."""
     non_score = -beta * kl * mask
@@ -119,12 +112,6 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
     with torch.no_grad():
         stats = {"vf_clipfrac": masked_mean(((values - returns) ** 2 < (v_clipped - returns) ** 2).float(), mask)}
     return loss, stats
-
-
-def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Per-position entropy of softmax(logits), in nats."""
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    return -(logp.exp() * logp).sum(dim=-1)
 
 
 def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:

@@ -38,6 +38,7 @@ import torch
 
 from tasks.common.distributed import all_gather_cat, all_gather_objects, all_reduce_sum_, broadcast_, rank, world_size
 from tasks.common.kl import kl_per_token
+from tasks.common.logprobs import Batch, model_inputs, pack, reference, token_logprobs
 from tasks.common.params import PPOParams
 from tasks.ppo.core import (
     KLController,
@@ -49,7 +50,6 @@ from tasks.ppo.core import (
     value_loss,
     whiten,
 )
-from tasks.ppo.rollout import Batch, model_inputs, pack, reference, token_logprobs
 
 ScoreFn = Callable[[list[list[dict[str, str]]], list[str]], list[float]]
 

@@ -60,7 +60,7 @@ def run_trl_online(params: Params) -> dict[str, float]:
     from tasks.common.reward import load_reward_model
     from tasks.common.seeding import seed_everything
     from tasks.common.tracking import log_dict, log_metrics, stage_run
-    from tasks.ppo.stage import check_inputs, online_inputs, score_divisor, summary, write_ppo_curves
+    from tasks.ppo.online import check_inputs, online_inputs, score_divisor, summary, write_ppo_curves
 
     cfg, paths = params.align, params.paths
     online, ppo = cfg.online, cfg.ppo

@@ -1,6 +1,9 @@
-"""Rollouts for PPO: sample responses from the policy, cut them after the first EOS, and score every response token
-under the policy and the frozen reference — in one place, so the log-probs the loss uses are computed exactly as
-the ones the rollout stored (same padding, positions and temperature).
+"""Per-token log-probs of responses under a model and under its frozen reference, from padded token batches.
+
+One home for the scoring that PPO's rollouts and losses and evaluate's KL share: the log-probs PPO's loss uses are
+computed exactly as the ones its rollout stored, and evaluate's KL(policy‖SFT) reads the policy's samples the same
+way (same padding, positions and temperature). It lives in tasks/common rather than tasks/ppo so that a change to
+PPO's own code does not make the evaluate stage stale.
 
 Log-probs use logits / temperature (docs/methods.md: the sampling distribution is the one being optimised). Prompts are
 left-padded as in generation, responses right-padded; position ids come from the attention mask, so padding never
@@ -14,7 +17,18 @@ from dataclasses import dataclass
 
 import torch
 
-from tasks.ppo.core import response_mask
+
+def response_mask(ids: torch.Tensor, eos_id: int, pad_id: int) -> torch.Tensor:
+    """1 on tokens up to and including the first EOS (everything non-pad when there is none), 0 after it."""
+    is_eos = ids == eos_id
+    after_eos = (torch.cumsum(is_eos.int(), dim=1) - is_eos.int()) > 0  # strictly after the first EOS
+    return ((~after_eos) & (ids != pad_id) | (is_eos & ~after_eos)).float()
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-position entropy of softmax(logits), in nats."""
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    return -(logp.exp() * logp).sum(dim=-1)
 
 
 @dataclass
@@ -64,8 +78,6 @@ def token_logprobs(model, batch: Batch, temperature: float, with_entropy: bool =
 
     `prefix`: (length, KV cache expanded to the batch) of tokens every query starts with, left out of
     `batch.query` (tasks/common/prefix_cache.py); positions and the attention mask continue from it."""
-    from tasks.ppo.core import entropy_from_logits
-
     lr = batch.response.shape[1]
     inputs = model_inputs(batch)
     if prefix is not None:
