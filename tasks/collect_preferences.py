@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.common.constitution import draw_principle
+from tasks.common.gold import gold_preference
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
@@ -282,17 +283,13 @@ def _agreement_with_gold(judged: list[tuple[dict, Any]], hard_threshold: float) 
     """judge/agreement_gold on the judge's best-vs-worst pairs (the preference data the policy is trained on),
     judge/agreement_gold_all on every pair it compared (near gold ties included: VADER's own noise there makes
     ~0.7 the most any judge reaches), judge/agreement_gold_hard on the compared pairs above hard_threshold."""
-    def gold_p(pair: dict) -> float:
-        ga, gb = pair["gold"]
-        return 0.5 if ga == gb else float(ga > gb)
-
     out: dict[str, float] = {}
     subsets = {"": [x for x in judged if x[0]["extra"]["best_worst"]], "_all": judged,
                "_hard": [x for x in judged if abs(x[1].p_a - 0.5) > hard_threshold]}
     for suffix, subset in subsets.items():
         if subset:
             out[f"judge/agreement_gold{suffix}"], out[f"judge/agreement_gold{suffix}_pairs"] = agreement(
-                [j.p_a for _, j in subset], [gold_p(p) for p, _ in subset])
+                [j.p_a for _, j in subset], [gold_preference(*p["gold"]) for p, _ in subset])
     return out
 
 
@@ -355,7 +352,7 @@ def _human_metrics(params: Params, human: list[dict], judge, constitution) -> di
     metrics.update(_inter_annotator(human))
     p_human = [x["judgment"].p_a for x in human]
     if params.data.gold != "none" and human:
-        gold_p = [0.5 if x["gold"][0] == x["gold"][1] else float(x["gold"][0] > x["gold"][1]) for x in human]
+        gold_p = [gold_preference(*x["gold"]) for x in human]
         metrics["human/agreement_gold"], metrics["human/agreement_gold_pairs"] = agreement(p_human, gold_p)
     if judge is not None and human:
         items = [(x["pair"]["prompt"], x["pair"]["a"], x["pair"]["b"],
@@ -394,8 +391,7 @@ def _judgment_record(x: dict) -> dict[str, Any]:
            "a": pair["a"], "b": pair["b"]}
     rec.pop("cached")  # a fact about this run, not about the pair: the file must not change when the cache hits
     if x["gold"] is not None:
-        ga, gb = x["gold"]
-        rec["gold_p_a"] = 0.5 if ga == gb else float(ga > gb)
+        rec["gold_p_a"] = gold_preference(*x["gold"])
     return rec
 
 

@@ -36,7 +36,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks.common.gold import gold_scores
+from tasks.common.gold import gold_preference, gold_scores
 from tasks.common.io import read_jsonl, write_json
 from tasks.common.metrics import distinct_n, mean_ci, win_rate
 from tasks.common.params import Params
@@ -197,10 +197,10 @@ def rm_gold_agreement(results: dict[str, dict]) -> dict[str, float]:
             k = len(per_prompt)
             for a in range(i, i + k):
                 for b in range(a + 1, i + k):
-                    g, r = res["gold"][a] - res["gold"][b], res["rm"][a] - res["rm"][b]
-                    if g != 0 and r != 0:
+                    gold_p, r = gold_preference(res["gold"][a], res["gold"][b]), res["rm"][a] - res["rm"][b]
+                    if gold_p != 0.5 and r != 0:
                         total += 1
-                        agree += (g > 0) == (r > 0)
+                        agree += (gold_p == 1.0) == (r > 0)
             i += k
     if total == 0:
         return {}

@@ -137,6 +137,7 @@ def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, di
     if "policy" not in results or not refs:
         return {}
     from tasks.common.constitution import draw_principle
+    from tasks.common.gold import gold_preference
     from tasks.evaluation.winrates import judge_win_rates
     from tasks.judges.quality import agreement
 
@@ -154,8 +155,8 @@ def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, di
                                         desc=f"judge policy vs {ref}", principles=principles)
         reasons = []
         if "gold" in results["policy"] and "gold" in results[ref]:
-            gold_p = [0.5 if a == b else float(a > b) for a, b in zip(_firsts(results["policy"]), _firsts(results[ref]),
-                                                                       strict=True)]
+            gold_p = [gold_preference(a, b) for a, b in zip(_firsts(results["policy"]), _firsts(results[ref]),
+                                                            strict=True)]
             metrics["judge_agreement_gold"], metrics["judge_agreement_gold_pairs"] = agreement(
                 [r["p"] for r in rows], gold_p)
             if metrics["judge_agreement_gold"] < cfg.min_agreement_gold:
