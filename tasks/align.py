@@ -65,9 +65,6 @@ def run_align(params: Params) -> dict[str, float]:
     if cfg.feedback and cfg.method != "kto":
         raise StageError(f"align.feedback is set but align.method is {cfg.method!r}: unpaired feedback rows train "
                          "only with kto (set align.method: kto, or align.feedback: null)")
-    if cfg.init == "champion" and cfg.method in ("ppo", "rloo", "grpo"):
-        raise StageError(f"align.init: champion works with the DPO family and kto, not align.method {cfg.method!r} "
-                         "(its reference and value model start from SFT): set align.init: sft")
     if cfg.method == "ppo":  # online RL against the reward model: its own loop (tasks/ppo/)
         from tasks.ppo.stage import run_ppo
 

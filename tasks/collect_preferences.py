@@ -1,7 +1,7 @@
 """Collect preference pairs: sample K continuations per prompt from the SFT model and label pairs of them — with the
 task's gold judge, an AI judge guided by the constitution (RLAIF / RL-CAI), human labels from a file, or a mix.
 
-collect_preferences.source:
+collect_preferences.source (LABELLERS maps each to the function that labels its pairs):
   gold   best vs worst of the K samples by the gold judge (VADER: the default task's synthetic human, docs/methods.md, "The default task"),
          kept above `min_margin`; labels are hard (1.0).
   ai     every pair of the K samples judged by `collect_preferences.judge` (default: the pointwise judge on
@@ -34,10 +34,13 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tasks.common.constitution import draw_principle
+from tasks.common.gold import gold_preference
 from tasks.common.io import atomic_dir, read_jsonl, write_json, write_jsonl
 from tasks.common.params import Params
 from tasks.common.stage import StageError, stage_main
@@ -116,42 +119,83 @@ def run_collect_preferences(params: Params) -> dict[str, float]:
     return metrics
 
 
-def _label(params: Params) -> tuple[list[dict], list[dict], dict[str, float]]:
-    """Every labelled pair as {pair, judgment, source, labeller, gold}, the samples, and the stage metrics."""
-    cfg = params.collect_preferences
-    has_gold = params.data.gold != "none"
-    if cfg.source in ("gold", "mix") and not has_gold:
-        raise StageError(f"collect_preferences.source={cfg.source} needs a gold judge, but data.gold is none")
-    human_file = Path(cfg.human_file) if cfg.human_file else None
-    if cfg.source == "human" and (human_file is None or not human_file.exists()):
-        raise StageError(f"collect_preferences.source is human but human_file {cfg.human_file} does not exist")
+Labels = tuple[list[dict], list[dict], dict[str, float]]  # labelled pairs, samples (samples.jsonl), stage metrics
 
-    labelled: list[dict] = []
-    samples: list[dict] = []
-    metrics: dict[str, float] = {}
+
+def _label(params: Params) -> Labels:
+    """Every labelled pair as {pair, judgment, source, labeller, gold}, the samples, and the stage metrics: the
+    labelling function of collect_preferences.source (LABELLERS)."""
+    return LABELLERS[params.collect_preferences.source](params)
+
+
+def _label_gold(params: Params) -> Labels:
+    """gold: each prompt's best vs worst sample by the gold judge (every pair above the margin with
+    reward_pairs: all)."""
+    cfg = params.collect_preferences
+    _require_gold(params)
+    prompts, completions, metrics = _sample(params)
+    labelled, metrics["collect/dropped_low_margin"] = _gold_pairs(prompts, completions, cfg.min_margin,
+                                                                  cfg.reward_pairs)
+    return labelled, _sample_rows(prompts, completions, has_gold=True), metrics
+
+
+def _label_ai(params: Params) -> Labels:
+    """ai: every pair of each prompt's samples judged by the AI judge under a principle drawn for the prompt."""
     # The constitution is checked before any model is loaded: a bad principle fails in a second, not after sampling.
-    constitution = _constitution(params) if cfg.source in ("ai", "mix") else None
-    if cfg.source != "human":
-        prompts, completions, metrics = _sample(params)
-        samples = _sample_rows(prompts, completions, has_gold)
-    judge = _ai_judge(params, constitution) if constitution is not None else None
-    try:
-        if cfg.source == "gold":
-            labelled, metrics["collect/dropped_low_margin"] = _gold_pairs(prompts, completions, cfg.min_margin,
-                                                                                   cfg.reward_pairs)
-        elif cfg.source in ("ai", "mix"):
-            labelled, judge_metrics = _judge_sampled(params, prompts, completions, judge, constitution)
-            metrics.update(judge_metrics)
-        if cfg.source == "human" or (cfg.source == "mix" and human_file is not None and human_file.exists()):
+    constitution = _constitution(params)
+    prompts, completions, metrics = _sample(params)
+    with _ai_judge(params, constitution) as judge:
+        labelled, judge_metrics = _judge_sampled(params, prompts, completions, judge, constitution, share={})
+    metrics.update(judge_metrics)
+    return labelled, _sample_rows(prompts, completions, _has_gold(params)), metrics
+
+
+def _label_human(params: Params) -> Labels:
+    """human: the pairs and labels of human_file, one item per person's vote; no sampling, no judge."""
+    human_file = Path(params.collect_preferences.human_file) if params.collect_preferences.human_file else None
+    if human_file is None or not human_file.exists():
+        raise StageError(f"collect_preferences.source is human but human_file "
+                         f"{params.collect_preferences.human_file} does not exist")
+    human = _load_human(params, human_file)
+    return human, [], _human_metrics(params, human, None, None)
+
+
+def _label_mix(params: Params) -> Labels:
+    """mix: the prompts shared between the gold and AI judges by `mix` weights, plus human_file's pairs when the
+    file exists (which the AI judge also labels, to measure its agreement with the humans)."""
+    cfg = params.collect_preferences
+    _require_gold(params)
+    human_file = Path(cfg.human_file) if cfg.human_file else None
+    constitution = _constitution(params)  # before any model is loaded, as for ai
+    prompts, completions, metrics = _sample(params)
+    share = assign_shares([p["id"] for p in prompts], cfg.mix, params.seed)
+    with _ai_judge(params, constitution) as judge:
+        labelled, judge_metrics = _judge_sampled(params, prompts, completions, judge, constitution, share)
+        metrics.update(judge_metrics)
+        if human_file is not None and human_file.exists():
             human = _load_human(params, human_file)
             metrics.update(_human_metrics(params, human, judge, constitution))
             labelled += human
-    finally:
-        if judge is not None:
-            if hasattr(judge, "close"):
-                judge.close()  # HTTP connections
-            judge.cache.close()
-    return labelled, samples, metrics
+    return labelled, _sample_rows(prompts, completions, has_gold=True), metrics
+
+
+# collect_preferences.source → the function that labels its pairs (the module docstring says what each one does).
+LABELLERS: dict[str, Callable[[Params], Labels]] = {
+    "gold": _label_gold,
+    "ai": _label_ai,
+    "human": _label_human,
+    "mix": _label_mix,
+}
+
+
+def _has_gold(params: Params) -> bool:
+    return params.data.gold != "none"
+
+
+def _require_gold(params: Params) -> None:
+    if not _has_gold(params):
+        raise StageError(f"collect_preferences.source={params.collect_preferences.source} needs a gold judge, but "
+                         "data.gold is none")
 
 
 def _sample(params: Params) -> tuple[list[dict], list[list[dict]], dict[str, float]]:
@@ -228,8 +272,10 @@ def _gold_pairs(prompts: list[dict], completions: list[list[dict]], min_margin: 
     return [_labelled(p, j, "gold", "vader", p["gold"]) for p, j in zip(pairs, judgments, strict=True)], dropped
 
 
-def _judge_sampled(params: Params, prompts: list[dict], completions: list[list[dict]], judge, constitution) -> tuple[list[dict], dict]:
-    """AI (and, for mix, gold) labels. Each prompt goes to one labeller (mix: by `mix` shares). The AI judge
+def _judge_sampled(params: Params, prompts: list[dict], completions: list[list[dict]], judge, constitution,
+                   share: dict[str, str]) -> tuple[list[dict], dict]:
+    """AI (and, for mix, gold) labels. Each prompt goes to one labeller: `share` maps a prompt id to "gold" or "ai"
+    (mix: by `mix` shares; ai: empty, every prompt to the AI judge). The AI judge
     compares every pair of the prompt's K samples under one principle drawn for the prompt (a pointwise judge
     rates each sample once, so this costs K ratings); the samples are ranked by their summed win probability
     (Borda count) and the judge's best vs worst is the prompt's DPO pair — the RLAIF counterpart of the gold
@@ -238,8 +284,7 @@ def _judge_sampled(params: Params, prompts: list[dict], completions: list[list[d
     from tasks.preferences.pairing import all_pairs, borda_best_worst
 
     cfg = params.collect_preferences
-    has_gold = params.data.gold != "none"
-    share = assign_shares([p["id"] for p in prompts], cfg.mix, params.seed) if cfg.source == "mix" else {}
+    has_gold = _has_gold(params)
     gold_share = [(p, c) for p, c in zip(prompts, completions, strict=True) if share.get(p["id"], "ai") == "gold"]
     ai_share = [(p, c) for p, c in zip(prompts, completions, strict=True) if share.get(p["id"], "ai") == "ai"]
 
@@ -282,17 +327,13 @@ def _agreement_with_gold(judged: list[tuple[dict, Any]], hard_threshold: float) 
     """judge/agreement_gold on the judge's best-vs-worst pairs (the preference data the policy is trained on),
     judge/agreement_gold_all on every pair it compared (near gold ties included: VADER's own noise there makes
     ~0.7 the most any judge reaches), judge/agreement_gold_hard on the compared pairs above hard_threshold."""
-    def gold_p(pair: dict) -> float:
-        ga, gb = pair["gold"]
-        return 0.5 if ga == gb else float(ga > gb)
-
     out: dict[str, float] = {}
     subsets = {"": [x for x in judged if x[0]["extra"]["best_worst"]], "_all": judged,
                "_hard": [x for x in judged if abs(x[1].p_a - 0.5) > hard_threshold]}
     for suffix, subset in subsets.items():
         if subset:
             out[f"judge/agreement_gold{suffix}"], out[f"judge/agreement_gold{suffix}_pairs"] = agreement(
-                [j.p_a for _, j in subset], [gold_p(p) for p, _ in subset])
+                [j.p_a for _, j in subset], [gold_preference(*p["gold"]) for p, _ in subset])
     return out
 
 
@@ -305,12 +346,20 @@ def _constitution(params: Params):
         raise StageError(str(exc)) from None
 
 
+@contextmanager
 def _ai_judge(params: Params, constitution):
-    """The configured AI judge (default model: paths.judge_model), with the on-disk judgment cache."""
+    """The configured AI judge (default model: paths.judge_model), with the on-disk judgment cache; its HTTP
+    connections and cache are closed on leaving, whatever happened."""
     from tasks.judges.configured import configured_judge
 
-    return configured_judge(params.collect_preferences.judge, "collect_preferences.judge", params.paths.judge_model,
-                            params.paths.judge_cache, constitution)
+    judge = configured_judge(params.collect_preferences.judge, "collect_preferences.judge", params.paths.judge_model,
+                             params.paths.judge_cache, constitution)
+    try:
+        yield judge
+    finally:
+        if hasattr(judge, "close"):
+            judge.close()  # HTTP connections
+        judge.cache.close()
 
 
 def _labelled(pair: dict, judgment, source: str, labeller: str, gold) -> dict:
@@ -332,7 +381,7 @@ def _load_human(params: Params, path: Path) -> list[dict]:
         rows = load_and_validate("preference", [str(path)], params)
     except DataValidationError as exc:
         raise StageError(f"collect_preferences.human_file: {exc}") from exc
-    has_gold = params.data.gold != "none"
+    has_gold = _has_gold(params)
     identity = f"human:{path.name}"
     out = []
     for n, r in enumerate(rows):
@@ -354,8 +403,8 @@ def _human_metrics(params: Params, human: list[dict], judge, constitution) -> di
     metrics: dict[str, float] = {"collect/human_pairs": len(human)}
     metrics.update(_inter_annotator(human))
     p_human = [x["judgment"].p_a for x in human]
-    if params.data.gold != "none" and human:
-        gold_p = [0.5 if x["gold"][0] == x["gold"][1] else float(x["gold"][0] > x["gold"][1]) for x in human]
+    if _has_gold(params) and human:
+        gold_p = [gold_preference(*x["gold"]) for x in human]
         metrics["human/agreement_gold"], metrics["human/agreement_gold_pairs"] = agreement(p_human, gold_p)
     if judge is not None and human:
         items = [(x["pair"]["prompt"], x["pair"]["a"], x["pair"]["b"],
@@ -394,8 +443,7 @@ def _judgment_record(x: dict) -> dict[str, Any]:
            "a": pair["a"], "b": pair["b"]}
     rec.pop("cached")  # a fact about this run, not about the pair: the file must not change when the cache hits
     if x["gold"] is not None:
-        ga, gb = x["gold"]
-        rec["gold_p_a"] = 0.5 if ga == gb else float(ga > gb)
+        rec["gold_p_a"] = gold_preference(*x["gold"])
     return rec
 
 

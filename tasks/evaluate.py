@@ -32,17 +32,19 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tasks.common.gold import gold_scores
+from tasks.common.gold import gold_preference, gold_scores
 from tasks.common.io import read_jsonl, write_json
 from tasks.common.metrics import distinct_n, mean_ci, win_rate
 from tasks.common.params import Params
 from tasks.common.registry import EVAL_SET_TAG
 from tasks.common.stage import StageError, stage_main
 from tasks.evaluation import frontier, report_doc, reward_hacking, suite
+from tasks.evaluation.results import Evaluation, ModelResults
 from tasks.evaluation.sampling import add_rm_scores, sample_models
 
 log = logging.getLogger("alignflow.evaluate")
@@ -81,7 +83,7 @@ def run_evaluate(params: Params) -> dict[str, float]:
         with timings("gold"):
             for res in results.values():
                 if params.data.gold != "none":  # a task without ground truth (data.gold: none) has no gold reward
-                    res["gold"] = gold_scores([s["text"] for per_prompt in res["samples"] for s in per_prompt])
+                    res.gold = gold_scores(res.texts())
         if Path(paths.reward_model).exists():
             with timings("rm_scores"):
                 add_rm_scores(params, prompts, results)
@@ -94,12 +96,13 @@ def run_evaluate(params: Params) -> dict[str, float]:
         with timings("judge"):
             judge_info = suite.add_judge_metrics(params, prompts, results, per_model)
         if "policy" in results and "sft" in results and params.data.gold != "none":
-            per_model["policy"]["gold_win_rate_vs_sft"] = win_rate(results["policy"]["gold"], results["sft"]["gold"])
+            per_model["policy"]["gold_win_rate_vs_sft"] = win_rate(results["policy"].gold, results["sft"].gold)
         guard = guard_policy(results)
         if guard.rm is not None and guard.gold is not None:
+            policy, sft = results["policy"], results["sft"]
             per_model["policy"].update(reward_hacking.proxy_gold_gap(
-                per_prompt(results["policy"], "rm"), per_prompt(results["sft"], "rm"),
-                per_prompt(results["policy"], "gold"), per_prompt(results["sft"], "gold")))
+                policy.per_prompt(policy.rm), sft.per_prompt(sft.rm), policy.per_prompt(policy.gold),
+                sft.per_prompt(sft.gold)))
         metrics = {f"{name}/{k}": float(v) for name, m in per_model.items() for k, v in m.items() if math.isfinite(v)}
         metrics.update(rm_gold_agreement(results))
         train_rm_gain = reward_hacking.read_training_rm_gain("plots/align.csv") if "policy" in results else None
@@ -122,8 +125,10 @@ def run_evaluate(params: Params) -> dict[str, float]:
 
         with timings("report"):
             rows = sample_rows(prompts, results)
-            data = report_doc.build(params, run.info.run_id, method, eval_set, prompts, results, per_model, guard,
-                                    train_rm_gain, points, gate_info, judge_info, probe_sets, classifier, metrics)
+            data = report_doc.build(params, Evaluation(
+                run_id=run.info.run_id, method=method, eval_set=eval_set, prompts=prompts, results=results,
+                per_model=per_model, metrics=metrics, guard=guard, train_rm_gain=train_rm_gain, points=points,
+                gate=gate_info, judge=judge_info, probe_sets=probe_sets, classifier=classifier))
             report_doc.write(params, data, rows, results)
         write_json(Path(paths.metrics) / "eval.json", metrics)
 
@@ -152,16 +157,16 @@ class Phases(dict):
             self[name] = self.get(name, 0.0) + time.perf_counter() - start
 
 
-def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:
+def summarise(res: ModelResults, ref: str | None = None) -> dict[str, float]:
     """Per-model metrics; rewards get (mean, ci_low, ci_high) over per-prompt means; KL named by its reference."""
-    samples = [s for per in res["samples"] for s in per]
+    samples = [s for per in res.samples for s in per]
     out: dict[str, float] = {}
-    for key, name in (("gold", "gold_reward"), ("rm", "rm_score")):
-        if key in res:
-            out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean_ci(per_prompt(res, key))
-    if "kl_k1" in res:
-        out[f"kl_{ref}"] = sum(res["kl_k1"]) / len(res["kl_k1"])
-        out[f"kl_{ref}_k3"] = sum(res["kl_k3"]) / len(res["kl_k3"])
+    for scores, name in ((res.gold, "gold_reward"), (res.rm, "rm_score")):
+        if scores is not None:
+            out[name], out[f"{name}_ci_low"], out[f"{name}_ci_high"] = mean_ci(res.per_prompt(scores))
+    if res.kl_k1 is not None and res.kl_k3 is not None:
+        out[f"kl_{ref}"] = sum(res.kl_k1) / len(res.kl_k1)
+        out[f"kl_{ref}_k3"] = sum(res.kl_k3) / len(res.kl_k3)
     out["response_tokens"] = sum(s["n_tokens"] for s in samples) / len(samples)
     out["missing_eos"] = sum(not s["eos"] for s in samples) / len(samples)
     out["distinct_1"] = distinct_n([s["text"] for s in samples], 1)
@@ -169,56 +174,53 @@ def summarise(res: dict[str, Any], ref: str | None = None) -> dict[str, float]:
     return out
 
 
-def per_prompt(res: dict[str, Any], key: str) -> list[float]:
-    """Per-sample scores → one mean per prompt (every prompt has the same number of samples)."""
-    k = len(res["samples"][0]) if res["samples"] else 1
-    return [sum(res[key][i : i + k]) / k for i in range(0, len(res[key]), k)]
-
-
-def guard_policy(results: dict[str, dict]) -> reward_hacking.Guard:
+def guard_policy(results: dict[str, ModelResults]) -> reward_hacking.Guard:
     """Policy vs SFT, paired by prompt (both sampled on the same prompts, in the same order)."""
-    policy, sft = results.get("policy", {}), results.get("sft", {})
+    policy, sft = results.get("policy"), results.get("sft")
 
-    def scores(key: str) -> tuple[list[float] | None, list[float] | None]:
-        both = key in policy and key in sft
-        return (per_prompt(policy, key), per_prompt(sft, key)) if both else (None, None)
+    def scores(pick: Callable[[ModelResults], list[float] | None]) -> tuple[list[float] | None, list[float] | None]:
+        if policy is None or sft is None or pick(policy) is None or pick(sft) is None:
+            return None, None
+        return policy.per_prompt(pick(policy)), sft.per_prompt(pick(sft))
 
-    return reward_hacking.guard(*scores("rm"), *scores("gold"))
+    return reward_hacking.guard(*scores(lambda r: r.rm), *scores(lambda r: r.gold))
 
 
-def rm_gold_agreement(results: dict[str, dict]) -> dict[str, float]:
+def rm_gold_agreement(results: dict[str, ModelResults]) -> dict[str, float]:
     """How often the reward model orders two samples of the same prompt as the gold judge does, over every pair of
     samples per prompt and model (held-out prompts, on-policy samples; gold ties and RM ties left out). The proxy's
     fidelity where it matters — on what the policies actually write — on far more pairs than the RM's eval split."""
     agree = total = 0
     for res in results.values():
-        if "rm" not in res or "gold" not in res:
+        if res.rm is None or res.gold is None:
             continue
         i = 0
-        for per_prompt in res["samples"]:
+        for per_prompt in res.samples:
             k = len(per_prompt)
             for a in range(i, i + k):
                 for b in range(a + 1, i + k):
-                    g, r = res["gold"][a] - res["gold"][b], res["rm"][a] - res["rm"][b]
-                    if g != 0 and r != 0:
+                    gold_p, r = gold_preference(res.gold[a], res.gold[b]), res.rm[a] - res.rm[b]
+                    if gold_p != 0.5 and r != 0:
                         total += 1
-                        agree += (g > 0) == (r > 0)
+                        agree += (gold_p == 1.0) == (r > 0)
             i += k
     if total == 0:
         return {}
     return {"rm/gold_pair_accuracy": agree / total, "rm/gold_pairs": float(total)}
 
 
-def sample_rows(prompts: list[dict], results: dict[str, dict]) -> list[dict[str, Any]]:
+def sample_rows(prompts: list[dict], results: dict[str, ModelResults]) -> list[dict[str, Any]]:
+    """Every sample with its scores, one row each (reports/eval/samples.jsonl and MLflow's completions table)."""
     rows = []
     for name, res in results.items():
         i = 0
-        for prompt, per_prompt in zip(prompts, res["samples"], strict=True):
+        for prompt, per_prompt in zip(prompts, res.samples, strict=True):
             for j, s in enumerate(per_prompt):
                 row = {"prompt_id": prompt["id"], "model": name, "sample": j, "prompt": prompt["prompt"][-1]["content"],
-                       "text": s["text"], "gold": res["gold"][i] if "gold" in res else None, "n_tokens": s["n_tokens"], "eos": s["eos"]}
-                if "rm" in res:
-                    row["rm"] = res["rm"][i]
+                       "text": s["text"], "gold": res.gold[i] if res.gold is not None else None,
+                       "n_tokens": s["n_tokens"], "eos": s["eos"]}
+                if res.rm is not None:
+                    row["rm"] = res.rm[i]
                 rows.append(row)
                 i += 1
     return rows

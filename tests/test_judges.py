@@ -95,6 +95,13 @@ def test_gold_judge():
         GoldJudge("imdb")
 
 
+def test_gold_preference_is_the_one_rule():
+    """The rule every gold comparison calls (judge verdicts, gold_label, agreement with gold, rm_gold_agreement)."""
+    from tasks.common.gold import gold_preference
+
+    assert (gold_preference(0.3, -0.1), gold_preference(-0.1, 0.3), gold_preference(0.2, 0.2)) == (1.0, 0.0, 0.5)
+
+
 def test_quality_signals_hand_computed():
     from tasks.judges.quality import agreement, confidence_histogram, judge_signals
 

@@ -84,6 +84,9 @@ BAD = [  # (overrides, the dotted key, a fragment of the rule)
      "align.online.trainer.temperature", "set by the stage (from align.online.*"),
     ({"align": {"online": {"trainer": {"num_iterations": 0}}}}, "align.online.trainer.num_iterations", "≥ 1"),
     ({"validate": {"max_drop_fraction": 2}}, "validate.max_drop_fraction", "less than or equal to 1"),
+    ({"align": {"method": "ppo", "init": "champion"}}, "align.init",
+     "champion works with the DPO family and kto, not align.method 'ppo'"),
+    ({"align": {"init": "champion", "method": "grpo"}}, "align.init", "set align.init: sft"),
 ]
 
 
@@ -106,6 +109,7 @@ def test_what_the_configs_accept_is_accepted():
         "align": {"method": "grpo", "online": {"trainer": {"scale_rewards": "group", "num_iterations": 2}}},
     }))
     assert params.sft.trainer["eval_strategy"] == "no"
+    assert parse_params(deep_merge(ROOT, {"align": {"method": "kto", "init": "champion"}})).align.init == "champion"
 
 
 def test_every_problem_is_listed_on_one_line():

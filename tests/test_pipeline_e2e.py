@@ -112,13 +112,15 @@ def test_gate_decision_moves_the_champion_alias_or_names_the_failed_checks(pipel
     import mlflow
     from mlflow.exceptions import MlflowException
 
+    from tasks.common.registry import EVAL_SET_TAG
+
     root, summary = pipeline_run
     mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
     tags = mlflow.get_run(summary["mlflow_run_id"]).data.tags
     gate = json.loads((root / "reports/eval/gate.json").read_text())
     assert summary["promoted"] is gate["passed"]  # no champion before: the flow's re-decision matches evaluate's
     assert tags["alignflow.promoted"] == str(summary["promoted"]).lower()
-    assert len(tags["alignflow.eval_set"]) == 16
+    assert len(tags[EVAL_SET_TAG]) == 16
     client = mlflow.MlflowClient()
     if summary["promoted"]:
         assert tags["alignflow.gate"] == "passed"

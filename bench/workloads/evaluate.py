@@ -54,8 +54,8 @@ def alignflow(ctx: Context) -> dict:
     k = params.evaluate.samples_per_prompt
     prompt_lens = [len(tok.apply_chat_template(p["prompt"], add_generation_prompt=True, return_dict=True)["input_ids"])
                    for p in prompts for _ in range(k)]
-    new_tokens = {name: [s["n_tokens"] for per in res["samples"] for s in per] for name, res in results.items()}
-    kl = {n: sum(r["kl_k1"]) / len(r["kl_k1"]) for n, r in results.items() if "kl_k1" in r}
+    new_tokens = {name: [s["n_tokens"] for per in res.samples for s in per] for name, res in results.items()}
+    kl = {n: sum(r.kl_k1) / len(r.kl_k1) for n, r in results.items() if r.kl_k1 is not None}
     return {"evaluate": {**evaluate_phase(ctx, seconds, prompt_lens, new_tokens, set(kl)), "kl_k1": kl}}
 
 

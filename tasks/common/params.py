@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 PARAMS_FILE = "params.yaml"
 
@@ -170,6 +170,9 @@ class TrainRewardParams(_Strict):
 
 
 AlignMethod = Literal["dpo", "ipo", "robust", "hinge", "kto", "simpo", "ppo", "rloo", "grpo"]
+# The methods that may start from the champion (align.init: champion): the offline ones, whose reference model is
+# simply the model they start from. PPO, RLOO and GRPO build their reference (and PPO its value model) from SFT.
+CHAMPION_INIT_METHODS = ("dpo", "ipo", "robust", "hinge", "kto", "simpo")
 
 
 class PPOParams(_Strict):
@@ -231,6 +234,16 @@ class AlignParams(_Strict):
     trainer: dict[str, Any] = {}
     ppo: PPOParams = PPOParams()
     online: OnlineRLParams = OnlineRLParams()
+
+    @field_validator("init")
+    @classmethod
+    def _champion_init_needs_an_offline_method(cls, v: str, info: ValidationInfo) -> str:
+        """Refused when params.yaml is read (not minutes into a run): the one place this rule lives."""
+        method = info.data.get("method")  # absent when method itself was invalid: that error is reported instead
+        if v == "champion" and method is not None and method not in CHAMPION_INIT_METHODS:
+            raise ValueError(f"champion works with the DPO family and kto, not align.method {method!r} (its "
+                             "reference and value model start from SFT): set align.init: sft")
+        return v
 
 
 class ProbeParams(_Strict):

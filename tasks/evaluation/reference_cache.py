@@ -7,7 +7,8 @@ seed and the code that produces them, so they are stored under a digest of exact
 thread count, which can change the last bits of a matmul and so a sampled token) in `<paths.eval_cache>/<key>.json`
 (default cache/evaluate; `alignflow compare-methods` points every queued experiment at the project's own).
 Anything that differs gives another key; a missing or unreadable file is computed afresh. What is cached is the raw
-samples, per-sequence KL and probe answers; everything scored on them (gold, RM, judge, diversity) is recomputed.
+samples, per-sequence KL and probe answers (ModelResults.raw(): the file keeps the field names as JSON keys);
+everything scored on them (gold, RM, judge, diversity) is recomputed.
 `evaluate.reuse_reference_results: false` turns it off.
 """
 
@@ -20,12 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from tasks.common.io import atomic_write_text, sha256_file
+from tasks.evaluation.results import ModelResults
 
 log = logging.getLogger("alignflow.evaluate")
 # The code that turns (models, prompts, settings) into the cached results.
 CODE = ("tasks/evaluation/sampling.py", "tasks/evaluation/pathologies.py", "tasks/evaluation/probes.py",
         "tasks/common/modeling.py", "tasks/common/sampler.py", "tasks/common/prefix_cache.py", "tasks/common/logprobs.py",
-        "tasks/common/kl.py")
+        "tasks/common/kl.py", "tasks/evaluation/results.py")
 
 
 def reference_key(params: Any, prompts: list[dict]) -> str:
@@ -50,18 +52,19 @@ def reference_key(params: Any, prompts: list[dict]) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def load(key: str, directory: str | Path) -> dict[str, dict[str, Any]] | None:
+def load(key: str, directory: str | Path) -> dict[str, ModelResults] | None:
     path = Path(directory) / f"{key}.json"
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if set(results) != {"sft", "base"}:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if set(doc) != {"sft", "base"}:
+            return None
+        results = {name: ModelResults.from_raw(raw) for name, raw in doc.items()}
+    except (OSError, ValueError, TypeError, KeyError):
         return None
     log.info("evaluate: base and SFT results reused from %s (their models and the eval set are unchanged)", path)
     return results
 
 
-def save(key: str, results: dict[str, dict[str, Any]], directory: str | Path) -> None:
+def save(key: str, results: dict[str, ModelResults], directory: str | Path) -> None:
     Path(directory).mkdir(parents=True, exist_ok=True)
-    atomic_write_text(Path(directory) / f"{key}.json", json.dumps(results))
+    atomic_write_text(Path(directory) / f"{key}.json", json.dumps({name: r.raw() for name, r in results.items()}))

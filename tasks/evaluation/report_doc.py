@@ -17,6 +17,7 @@ from typing import Any
 
 from tasks.common.io import atomic_dir, write_json, write_jsonl
 from tasks.common.params import Params
+from tasks.evaluation.results import Evaluation, ModelResults
 
 FRONTIER_NOTE = ("The align method of each point comes from the evaluate run's own tag, written from the policy's "
                  "chain file (older runs: the align run beside it; see tasks/evaluation/frontier.py).")
@@ -62,47 +63,51 @@ def read_curves(path: str | Path = "plots/align.csv") -> dict[str, list[Any]]:
     return cols
 
 
-def build(params: Params, run_id: str, method: str | None, eval_set: str, prompts: list[dict],
-          results: dict[str, dict], per_model: dict[str, dict[str, float]], guard, train_rm_gain: float | None,
-          points: list, gate: dict[str, Any] | None, judge_info: dict[str, Any], probe_sets: dict[str, list],
-          classifier: dict[str, float], metrics: dict[str, float]) -> dict[str, Any]:
-    cfg = params.evaluate
-    note = FRONTIER_NOTE if points else NO_GOLD if params.data.gold == "none" else "Not drawn: no points yet."
-    dists = {name: {"gold": res.get("gold", []), "rm": res.get("rm", []),
-                    "response_tokens": [s["n_tokens"] for per in res["samples"] for s in per],
-                    "self_bleu": res.get("self_bleu", []), "embedding_diversity": res.get("embedding_diversity", [])}
+def build(params: Params, ev: Evaluation) -> dict[str, Any]:
+    """The report document of one evaluate run (its structure is what report.py renders and what past runs logged:
+    keep it, or keep report.py able to read the old one — `alignflow report RUN_ID` re-renders past runs)."""
+    cfg, results = params.evaluate, ev.results
+    note = FRONTIER_NOTE if ev.points else NO_GOLD if params.data.gold == "none" else "Not drawn: no points yet."
+    dists = {name: {"gold": _listed(res.gold), "rm": _listed(res.rm),
+                    "response_tokens": [s["n_tokens"] for per in res.samples for s in per],
+                    "self_bleu": _listed(res.self_bleu), "embedding_diversity": _listed(res.embedding_diversity)}
              for name, res in results.items()}
     samples = []
-    for i, p in enumerate(prompts[:N_SAMPLE_PROMPTS]):
+    for i, p in enumerate(ev.prompts[:N_SAMPLE_PROMPTS]):
         row: dict[str, Any] = {"prompt": p["prompt"][-1]["content"]}
-        k = len(next(iter(results.values()))["samples"][i])
+        k = len(next(iter(results.values())).samples[i])
         for name, res in results.items():
-            row[name] = {"text": res["samples"][i][0]["text"],
-                         "gold": res["gold"][i * k] if "gold" in res else None,
-                         "rm": res["rm"][i * k] if "rm" in res else None}
+            row[name] = {"text": res.samples[i][0]["text"],
+                         "gold": res.gold[i * k] if res.gold is not None else None,
+                         "rm": res.rm[i * k] if res.rm is not None else None}
         samples.append(row)
-    examples = {name: {"over_refusal": _refusal_examples(res.get("over_refusal", [])),
-                       "sycophancy": _sycophancy_examples(res.get("sycophancy", []))} for name, res in results.items()}
+    examples = {name: {"over_refusal": _refusal_examples(_listed(res.over_refusal)),
+                       "sycophancy": _sycophancy_examples(_listed(res.sycophancy))} for name, res in results.items()}
     return {
         "version": VERSION,
-        "run": {"run_id": run_id, "method": method, "eval_set": eval_set, "seed": params.seed,
-                "n_prompts": len(prompts), "samples_per_prompt": cfg.samples_per_prompt,
+        "run": {"run_id": ev.run_id, "method": ev.method, "eval_set": ev.eval_set, "seed": params.seed,
+                "n_prompts": len(ev.prompts), "samples_per_prompt": cfg.samples_per_prompt,
                 "generation": cfg.generation.model_dump(mode="json")},
-        "per_model": per_model,
-        "metrics": metrics,
-        "labels": preference_summary(params, metrics),
-        "guard": asdict(guard) if "policy" in results and "sft" in results else None,
-        "train_rm_gain": train_rm_gain,
-        "points": [asdict(p) for p in points],
+        "per_model": ev.per_model,
+        "metrics": ev.metrics,
+        "labels": preference_summary(params, ev.metrics),
+        "guard": asdict(ev.guard) if "policy" in results and "sft" in results else None,
+        "train_rm_gain": ev.train_rm_gain,
+        "points": [asdict(p) for p in ev.points],
         "frontier_note": note,
         "curves": read_curves(),
         "dists": dists,
         "samples": samples,
-        "judge": {k: v for k, v in judge_info.items() if not k.startswith("rows_")},
-        "probes": {"sizes": _sizes(probe_sets), "classifier": classifier, "examples": examples},
-        "boilerplate_top": {name: res.get("boilerplate_top", []) for name, res in results.items()},
-        "gate": gate,
+        "judge": {k: v for k, v in ev.judge.items() if not k.startswith("rows_")},
+        "probes": {"sizes": _sizes(ev.probe_sets), "classifier": ev.classifier, "examples": examples},
+        "boilerplate_top": {name: _listed(res.boilerplate_top) for name, res in results.items()},
+        "gate": ev.gate,
     }
+
+
+def _listed(values: list | None) -> list:
+    """A measured list as is, one that was not measured as [] (the document has no nulls there)."""
+    return values if values is not None else []
 
 
 def _sizes(probe_sets: dict[str, list]) -> dict[str, int]:
@@ -149,7 +154,7 @@ def preference_summary(params: Params, eval_metrics: dict[str, float]) -> list[t
     return rows
 
 
-def write(params: Params, data: dict[str, Any], rows: list[dict], results: dict[str, dict]) -> None:
+def write(params: Params, data: dict[str, Any], rows: list[dict], results: dict[str, ModelResults]) -> None:
     """reports/eval/, swapped in whole: a failure leaves the previous report."""
     from tasks.evaluation import frontier, plots, report
 
@@ -161,7 +166,9 @@ def write(params: Params, data: dict[str, Any], rows: list[dict], results: dict[
             write_json(out / "gate.json", data["gate"])
         write_jsonl(out / "samples.jsonl", rows)
         write_jsonl(out / "probes.jsonl", [{"model": name, "probe": kind, **r} for name, res in results.items()
-                                           for kind in ("over_refusal", "sycophancy") for r in res.get(kind, [])])
+                                           for kind, answers in (("over_refusal", res.over_refusal),
+                                                                 ("sycophancy", res.sycophancy))
+                                           for r in _listed(answers)])
         figures = {"gold_reward.png": plots.reward_png(data), "training_curves.png": plots.training_png(data["curves"]),
                    "length_diversity.png": plots.length_diversity_png(data)}
         points = [frontier.Point(**p) for p in data["points"]]

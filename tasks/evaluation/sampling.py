@@ -18,13 +18,14 @@ from tasks.common.metrics import kl_k1, kl_k3
 from tasks.common.modeling import merged
 from tasks.common.params import Params
 from tasks.evaluation import reference_cache
+from tasks.evaluation.results import ModelResults
 
 MODELS = ("base", "sft", "policy")
 
 
-def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, list] | None = None) -> dict[str, dict[str, Any]]:
-    """{model: {"samples": per prompt [{text, n_tokens, eos, ids}], "kl_k1"/"kl_k3": per sequence,
-    "over_refusal"/"sycophancy": per probe item}} for the models that exist."""
+def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, list] | None = None) -> dict[str, ModelResults]:
+    """{model: its samples, KL to the previous model in the chain and probe answers} for the models that exist
+    (tasks/evaluation/results.py)."""
     from tasks.common.logprobs import reference
     from tasks.common.modeling import load_causal_lm, load_tokenizer
 
@@ -35,7 +36,7 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
         out["policy"] = _sample_with_kl(params, model, tok, prompts, "policy")
         model = _for_probes(params, model)
         with merged(model):
-            out["policy"].update(run_probes(params, model, tok, probe_sets, "policy"))
+            _add_probes(out["policy"], run_probes(params, model, tok, probe_sets, "policy"))
         del model
     if Path(paths.sft_model).exists():
         reuse = params.evaluate.reuse_reference_results
@@ -48,19 +49,19 @@ def sample_models(params: Params, prompts: list[dict], probe_sets: dict[str, lis
             tok = load_tokenizer(paths.sft_model)
             out["sft"] = _sample_with_kl(params, model, tok, prompts, "sft")
             with reference(model):
-                out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
+                out["base"] = ModelResults(samples=_sample(params, model, tok, prompts, "base"))
             model = _for_probes(params, model)
             with reference(model):  # before the merge: the reference must see the exact weights
-                out["base"].update(run_probes(params, model, tok, probe_sets, "base"))
+                _add_probes(out["base"], run_probes(params, model, tok, probe_sets, "base"))
             with merged(model):
-                out["sft"].update(run_probes(params, model, tok, probe_sets, "sft"))
+                _add_probes(out["sft"], run_probes(params, model, tok, probe_sets, "sft"))
             if key:
                 reference_cache.save(key, {"sft": out["sft"], "base": out["base"]}, paths.eval_cache)
     elif Path(paths.base_model).exists():
         model = load_causal_lm(paths.base_model, dtype=dtype)
         tok = load_tokenizer(paths.base_model)
-        out["base"] = {"samples": _sample(params, model, tok, prompts, "base")}
-        out["base"].update(run_probes(params, _for_probes(params, model), tok, probe_sets, "base"))
+        out["base"] = ModelResults(samples=_sample(params, model, tok, prompts, "base"))
+        _add_probes(out["base"], run_probes(params, _for_probes(params, model), tok, probe_sets, "base"))
     return {name: out[name] for name in MODELS if name in out}
 
 
@@ -83,6 +84,12 @@ def run_probes(params: Params, model, tok, probe_sets: dict[str, list] | None, n
             "sycophancy": pathologies.run_sycophancy(generate, probe_sets["sycophancy"], params.seed)}
 
 
+def _add_probes(res: ModelResults, answers: dict[str, list[dict]]) -> None:
+    """A model's probe answers (run_probes) into its results; nothing when there were no probe sets."""
+    res.over_refusal = answers.get("over_refusal")
+    res.sycophancy = answers.get("sycophancy")
+
+
 def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[list[dict[str, Any]]]:
     from tasks.common.modeling import generate
 
@@ -92,7 +99,7 @@ def _sample(params: Params, model, tok, prompts: list[dict], name: str) -> list[
                     desc=f"evaluate {name}")
 
 
-def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) -> dict[str, Any]:
+def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) -> ModelResults:
     """Samples from `model`, and KL(model‖reference) estimated on them (reference = adapter disabled)."""
     from tasks.common.logprobs import reference
 
@@ -109,7 +116,7 @@ def _sample_with_kl(params: Params, model, tok, prompts: list[dict], name: str) 
     logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
     with reference(model):
         ref_logprobs = response_logprobs(model, tok, prompt_ids, response_ids, temperature, batch_size)
-    return {"samples": samples, "kl_k1": kl_k1(logprobs, ref_logprobs), "kl_k3": kl_k3(logprobs, ref_logprobs)}
+    return ModelResults(samples=samples, kl_k1=kl_k1(logprobs, ref_logprobs), kl_k3=kl_k3(logprobs, ref_logprobs))
 
 
 def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: list[list[int]], temperature: float,
@@ -140,11 +147,11 @@ def response_logprobs(model, tok, prompt_ids: list[list[int]], response_ids: lis
     return out
 
 
-def add_rm_scores(params: Params, prompts: list[dict], results: dict[str, dict]) -> None:
+def add_rm_scores(params: Params, prompts: list[dict], results: dict[str, ModelResults]) -> None:
+    """Each model's per-sample reward-model scores (ModelResults.rm), flat like its samples."""
     from tasks.common.reward import load_reward_model, score
 
     model, tok = load_reward_model(params.paths.reward_model)
     for res in results.values():
-        flat_prompts = [p["prompt"] for p, per in zip(prompts, res["samples"], strict=True) for _ in per]
-        completions = [s["text"] for per in res["samples"] for s in per]
-        res["rm"] = score(model, tok, flat_prompts, completions, params.evaluate.batch_size)
+        flat_prompts = [p["prompt"] for p, per in zip(prompts, res.samples, strict=True) for _ in per]
+        res.rm = score(model, tok, flat_prompts, res.texts(), params.evaluate.batch_size)

@@ -1,6 +1,6 @@
 """The evaluation's measurements beyond reward and KL, and the gate decision: the evaluate stage's building blocks.
 
-Each function reads the per-model sampling results of tasks/evaluation/sampling.py and adds flat metrics to a
+Each function reads the per-model results (tasks/evaluation/results.py ModelResults) and adds flat metrics to a
 model's row (names in tasks/evaluation/report.py METRICS). Rates over independent probe items get Wilson
 intervals; per-prompt quantities (self-BLEU, embedding diversity, boilerplate) get Student-t intervals over prompts,
 because a prompt's K samples are correlated.
@@ -17,6 +17,7 @@ from typing import Any
 from tasks.common.io import sha256_file
 from tasks.common.metrics import mean_ci
 from tasks.common.params import Params
+from tasks.evaluation.results import ModelResults
 
 
 def load_probe_sets(params: Params) -> dict[str, list]:
@@ -62,7 +63,7 @@ def _with_ci(name: str, values: list[float]) -> dict[str, float]:
     return {name: mean, f"{name}_ci_low": low, f"{name}_ci_high": high}
 
 
-def add_text_metrics(params: Params, results: dict[str, dict], per_model: dict[str, dict[str, float]]) -> None:
+def add_text_metrics(params: Params, results: dict[str, ModelResults], per_model: dict[str, dict[str, float]]) -> None:
     """Diversity over each prompt's K samples and the boilerplate rate; the per-prompt values are kept in the
     results for the report's histograms."""
     from tasks.evaluation import boilerplate, diversity
@@ -71,28 +72,29 @@ def add_text_metrics(params: Params, results: dict[str, dict], per_model: dict[s
     k = params.evaluate.samples_per_prompt
     encoder = diversity.load_encoder() if k >= 2 else None
     for name, res in results.items():
-        groups = [[s["text"] for s in per] for per in res["samples"]]
+        groups = [[s["text"] for s in per] for per in res.samples]
         texts = [t for g in groups for t in g]
         m = per_model[name]
         if k >= 2:
-            res["self_bleu"] = diversity.per_prompt_self_bleu(groups)
-            res["embedding_diversity"] = diversity.embedding_diversity(encoder, groups)
-            m.update(_with_ci("self_bleu", res["self_bleu"]))
-            m.update(_with_ci("embedding_diversity", res["embedding_diversity"]))
+            res.self_bleu = diversity.per_prompt_self_bleu(groups)
+            res.embedding_diversity = diversity.embedding_diversity(encoder, groups)
+            m.update(_with_ci("self_bleu", res.self_bleu))
+            m.update(_with_ci("embedding_diversity", res.embedding_diversity))
         per_prompt = [sum(bool(boilerplate.boilerplate_hits(t, phrases)) for t in g) / len(g) for g in groups if g]
         m.update(_with_ci("boilerplate_rate", per_prompt))
         m["opening_share"] = boilerplate.opening_share(texts)
-        res["boilerplate_top"] = boilerplate.top_phrases(texts, phrases)
+        res.boilerplate_top = boilerplate.top_phrases(texts, phrases)
 
 
-def probe_metrics(res: dict[str, Any]) -> dict[str, float]:
+def probe_metrics(res: ModelResults) -> dict[str, float]:
+    """Over-refusal and sycophancy rates of a model's probe answers (none when there were no probe sets)."""
     from tasks.evaluation import pathologies
 
     out: dict[str, float] = {}
-    if "over_refusal" in res:
-        out.update(pathologies.over_refusal_metrics(res["over_refusal"]))
-    if "sycophancy" in res:
-        out.update(pathologies.sycophancy_metrics(res["sycophancy"]))
+    if res.over_refusal is not None:
+        out.update(pathologies.over_refusal_metrics(res.over_refusal))
+    if res.sycophancy is not None:
+        out.update(pathologies.sycophancy_metrics(res.sycophancy))
     return out
 
 
@@ -124,7 +126,7 @@ def _renamed(key: str, ref: str) -> str:
     return f"{key}_vs_{ref}"
 
 
-def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, dict],
+def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, ModelResults],
                       per_model: dict[str, dict[str, float]]) -> dict[str, Any]:
     """Policy vs SFT and vs base on the first sample of each prompt, each prompt under a principle of the
     constitution; returns what the report says of the judge.
@@ -137,6 +139,7 @@ def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, di
     if "policy" not in results or not refs:
         return {}
     from tasks.common.constitution import draw_principle
+    from tasks.common.gold import gold_preference
     from tasks.evaluation.winrates import judge_win_rates
     from tasks.judges.quality import agreement
 
@@ -145,17 +148,19 @@ def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, di
     constitution = _constitution(params)
     principles = ([draw_principle(constitution, params.seed, f"eval:{p['id']}") for p in prompts]
                   if constitution is not None else None)
-    policy = [per[0]["text"] for per in results["policy"]["samples"]]
+    policy_res = results["policy"]
+    policy = [per[0]["text"] for per in policy_res.samples]
     info: dict[str, Any] = {"identity": judge.identity, "tie_margin": cfg.tie_margin, "uninformative": {}}
     for ref in refs:
-        other = [per[0]["text"] for per in results[ref]["samples"]]
+        other_res = results[ref]
+        other = [per[0]["text"] for per in other_res.samples]
         metrics, rows = judge_win_rates(judge, [p["prompt"] for p in prompts], policy, other,
                                         cfg.tie_margin, ids=[p["id"] for p in prompts],
                                         desc=f"judge policy vs {ref}", principles=principles)
         reasons = []
-        if "gold" in results["policy"] and "gold" in results[ref]:
-            gold_p = [0.5 if a == b else float(a > b) for a, b in zip(_firsts(results["policy"]), _firsts(results[ref]),
-                                                                       strict=True)]
+        if policy_res.gold is not None and other_res.gold is not None:
+            gold_p = [gold_preference(a, b) for a, b in zip(policy_res.firsts(policy_res.gold),
+                                                            other_res.firsts(other_res.gold), strict=True)]
             metrics["judge_agreement_gold"], metrics["judge_agreement_gold_pairs"] = agreement(
                 [r["p"] for r in rows], gold_p)
             if metrics["judge_agreement_gold"] < cfg.min_agreement_gold:
@@ -172,9 +177,3 @@ def add_judge_metrics(params: Params, prompts: list[dict], results: dict[str, di
     info["stats"] = {k: v for k, v in vars(judge.stats).items() if isinstance(v, (int, float))}
     del judge
     return info
-
-
-def _firsts(res: dict) -> list[float]:
-    """The gold score of each prompt's first sample (res["gold"] is flat, prompt by prompt)."""
-    k = len(res["samples"][0]) if res["samples"] else 1
-    return [res["gold"][i * k] for i in range(len(res["samples"]))]

@@ -12,7 +12,8 @@ from tasks.judges.base import Judge, Query, Verdict
 
 
 class GoldJudge(Judge):
-    """p(first better) = 1, 0 or ½ by the gold score (VADER for the default task): hard labels, ties at ½."""
+    """p(first better) = 1, 0 or ½ by the gold score (VADER for the default task): hard labels, ties at ½
+    (tasks/common/gold.py `gold_preference`)."""
 
     uses_principles = False
     chunk_size = 4096
@@ -24,8 +25,8 @@ class GoldJudge(Judge):
         self.identity = f"gold:{gold}"
 
     def score(self, queries: list[Query]) -> list[Verdict]:
-        from tasks.common.gold import gold_scores
+        from tasks.common.gold import gold_preference, gold_scores
 
         firsts = gold_scores([q.first for q in queries])
         seconds = gold_scores([q.second for q in queries])
-        return [Verdict(p_first=0.5 if f == s else float(f > s)) for f, s in zip(firsts, seconds, strict=True)]
+        return [Verdict(p_first=gold_preference(f, s)) for f, s in zip(firsts, seconds, strict=True)]

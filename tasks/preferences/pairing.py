@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from tasks.common.gold import gold_preference
+
 
 def best_vs_worst(prompt: dict[str, Any], texts: list[str], scores: list[float], min_margin: float) -> dict | None:
     """One preference row (internal form) from K scored samples, or None when the gold margin is too small."""
@@ -133,7 +135,7 @@ def to_row(pair: dict[str, Any], p_a: float, source: str, labeller: str, gold: t
     if gold is not None:
         g_chosen, g_rejected = gold if a_wins else (gold[1], gold[0])
         row["score_chosen"], row["score_rejected"] = g_chosen, g_rejected
-        row["gold_label"] = 0.5 if g_chosen == g_rejected else float(g_chosen > g_rejected)
+        row["gold_label"] = gold_preference(g_chosen, g_rejected)
     row.update(pair.get("extra", {}))
     return row
 
