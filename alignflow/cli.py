@@ -10,6 +10,7 @@
     alignflow compare-methods [--methods M ...]       PPO/DPO/KTO/IPO/SimPO on gold and AI labels as DVC experiments
     alignflow report RUN_ID [--output DIR]            re-render a run's evaluation report from MLflow
     alignflow label import|add-labeller NAME|serve|export   human labelling page (alignflow/labeling/)
+    alignflow deploy --pool POOL [--repo URL --rev REV]   register the pipeline on a Prefect work pool (a team's workers)
 
 Heavy imports (Prefect, DVC, torch) happen inside the commands so `alignflow --help` is instant.
 
@@ -203,6 +204,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy(args: argparse.Namespace) -> int:
+    """`alignflow deploy`: exit 2 when the deployment could not work as asked (the message says why)."""
+    from alignflow.deploy import DeployError, DeployRequest, deploy
+
+    cron = "" if args.no_schedule else args.cron
+    try:
+        out = deploy(DeployRequest(pool=args.pool, name=args.name, repo=args.repo, rev=args.rev, cron=cron,
+                                   work_dir=args.work_dir))
+    except DeployError as exc:
+        print(f"alignflow deploy: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"deployment {out['deployment']} ({out['id']}) on work pool {out['pool']!r}: commit {out['commit']} of "
+          f"{out['repo']}, schedule {out['cron']}")
+    print(f"start a worker on each host:  prefect worker start --pool {out['pool']}")
+    print(f"run it now:                   prefect deployment run '{out['deployment']}'")
+    return 0
+
+
 def _label(args: argparse.Namespace) -> int:
     from alignflow.labeling.cli import run_label
 
@@ -306,6 +325,19 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--chat-model", default=None, help="serve this model dir on /chat instead of the MLflow champion")
     lab_sub.add_parser("export", help="write params.label.export (+ data/human/feedback.jsonl) and print agreement")
     lab.set_defaults(fn=_label)
+
+    dep = sub.add_parser("deploy", help="register the pipeline as a Prefect deployment on a work pool (a team's "
+                         "workers run it: README \"Running as a team\")")
+    dep.add_argument("--pool", required=True, help="the work pool (created as a process pool if missing)")
+    dep.add_argument("--name", default="alignflow", help="the deployment's name (default: alignflow)")
+    dep.add_argument("--repo", default=None, help="the git URL workers clone (default: this clone's origin)")
+    dep.add_argument("--rev", default=None, help="the commit to deploy (default: HEAD); it must be on the remote")
+    sched = dep.add_mutually_exclusive_group()
+    sched.add_argument("--cron", default=None, help="default: params.yaml pipeline.cron")
+    sched.add_argument("--no-schedule", action="store_true", help="manual runs only")
+    dep.add_argument("--work-dir", default=None, metavar="DIR", help="where a worker keeps its clones (a fixed "
+                     "directory keeps a killed run's checkpoints for its retry); default: the worker's temp dir")
+    dep.set_defaults(fn=_deploy)
     return p
 
 

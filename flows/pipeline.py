@@ -141,9 +141,13 @@ def stage_flow(stage: str):
 
 
 @flow(name="alignflow-pipeline", log_prints=True)
-def pipeline_flow(stages: list[str] | None = None) -> dict[str, Any]:
-    """Run the pipeline (or the named stages) in DVC order under one MLflow parent run."""
-    from flows import tracking_glue
+def pipeline_flow(stages: list[str] | None = None, publish: bool = False) -> dict[str, Any]:
+    """Run the pipeline (or the named stages) in DVC order under one MLflow parent run.
+
+    With a default DVC remote configured, outputs are pulled first and each stage's outputs pushed once it ran;
+    `publish` (what `alignflow deploy` sets) ends the run by pushing its dvc.lock and metrics to the git branch
+    alignflow/runs/<flow run name> (flows/team.py): how a worker on another host hands its results back."""
+    from flows import team, tracking_glue
 
     params = load_params()
     logger = get_run_logger()
@@ -153,11 +157,23 @@ def pipeline_flow(stages: list[str] | None = None) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown stage(s) {sorted(unknown)}; dvc.yaml has {order}")
     selected = [s for s in order if not stages or s in stages]
+    remote = team.default_remote()
+    team.pull(remote, logger)
     with repossessor(logger), tracking_glue.parent_run(params) as parent:
         outcomes = []
         for stage in selected:
             outcomes.append(stage_flow(stage)(parent_run_id=parent.info.run_id))
+            if outcomes[-1]["status"] == "ran":
+                team.push(remote, stage, logger)
         summary = tracking_glue.finish_parent(params, parent.info.run_id, outcomes)
+        if publish:
+            import mlflow
+            from prefect.runtime import flow_run
+
+            branch = team.publish(flow_run.name or parent.info.run_id, logger,
+                                  f"alignflow run {flow_run.name}: MLflow run {parent.info.run_id}")
+            mlflow.set_tag("alignflow.results_branch", branch)
+            summary["results_branch"] = branch
     create_markdown_artifact(markdown=summary["markdown"], key="alignflow-run", description="alignflow pipeline run")
     eval_summary = Path(params.paths.reports) / "eval" / "summary.md"
     if eval_summary.exists():

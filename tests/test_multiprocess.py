@@ -1,6 +1,9 @@
 """Two processes train the same model as one: align (dpo, ppo) under `accelerate launch` with
 configs/accelerate/cpu_2proc.yaml (2 CPU processes, gloo) against the same stage run in this process, with the same
-global batch (the per-process batch halved for 2 processes).
+global batch (the per-process batch halved for 2 processes). The same again as 2 nodes × 1 process: two
+`accelerate launch --num_machines 2 --machine_rank 0|1` commands rendezvousing over loopback (static rendezvous at
+node 0's address, what configs/accelerate/ddp_multinode.yaml does across real machines), both in the same project
+directory as nodes on a shared filesystem would be.
 
 Why the results agree: DPO's loss is a mean over pairs, the sampler hands the two ranks the two halves of the
 single process's batch and DDP averages their gradients, so the gradient is the same mean. PPO (tasks/ppo/trainer.py)
@@ -36,13 +39,38 @@ REL_TOL_WEIGHTS = 1e-4
 REL_TOL_LOSS, ABS_TOL_LOSS = 1e-5, 1e-6
 
 
-def launch_two(root: Path) -> None:
-    """`accelerate launch --config_file cpu_2proc.yaml -m tasks.align` in the project (what a user runs)."""
+def _launch_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "ALIGNFLOW_PARENT_RUN_ID")}
     env.update(PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])), OMP_NUM_THREADS="1")
+    return env
+
+
+def launch_two(root: Path) -> None:
+    """`accelerate launch --config_file cpu_2proc.yaml -m tasks.align` in the project (what a user runs)."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG), "-m", "tasks.align"]
-    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, cwd=root, env=_launch_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
+
+
+def launch_two_nodes(root: Path) -> None:
+    """Node 0 and node 1, one process each: the multi-node command of README "Several GPUs or machines", with
+    127.0.0.1 as node 0's address."""
+    from deploy.services import free_port
+
+    port = str(free_port())
+    procs = []
+    for rank in (0, 1):
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(CONFIG), "--num_machines", "2",
+               "--num_processes", "2", "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+               "--main_process_port", port, "-m", "tasks.align"]
+        procs.append(subprocess.Popen(cmd, cwd=root, env=_launch_env(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    for rank, (p, out) in enumerate(zip(procs, outputs, strict=True)):
+        assert p.returncode == 0, f"node {rank} exited {p.returncode}:\n{out[-6000:]}"
+
+
+LAUNCHERS = {"2 processes": launch_two, "2 nodes": launch_two_nodes}
 
 
 def learned(path: Path) -> dict:
@@ -65,9 +93,9 @@ def assert_same_training(one: dict, two: dict, loss_one: float, loss_two: float)
     assert loss_two == pytest.approx(loss_one, rel=REL_TOL_LOSS, abs=ABS_TOL_LOSS)
 
 
-def run_both(project: Path, raw: dict, per_process, loss_key: str) -> tuple[dict, dict, float, float]:
-    """2 processes with `per_process(2)` settings, then 1 process with `per_process(1)`; fresh checkpoints each.
-    Returns both adapters and both final train losses (metrics/align.json `loss_key`)."""
+def run_both(project: Path, raw: dict, per_process, loss_key: str, launch=launch_two) -> tuple[dict, dict, float, float]:
+    """2 processes (`launch`) with `per_process(2)` settings, then 1 process with `per_process(1)`; fresh checkpoints
+    each. Returns both adapters and both final train losses (metrics/align.json `loss_key`)."""
     import shutil
 
     from tasks.align import run_align
@@ -75,7 +103,7 @@ def run_both(project: Path, raw: dict, per_process, loss_key: str) -> tuple[dict
     from tasks.common.params import deep_merge, load_params
 
     write_params(project, deep_merge(raw, per_process(2)))
-    launch_two(project)
+    launch(project)
     two, loss_two = learned(project / "models/policy"), read_json(project / "metrics/align.json")[loss_key]
     assert _align_runs(project) == 1  # rank 0 alone opened an MLflow run
 
@@ -93,7 +121,8 @@ def _align_runs(project: Path) -> int:
     return sum(r.info.run_name == "align" for r in runs)
 
 
-def test_dpo_two_processes_equal_one(project, tiny_model_dir):
+@pytest.mark.parametrize("layout", LAUNCHERS)
+def test_dpo_two_processes_equal_one(project, tiny_model_dir, layout):
     build_upstream(project, tiny_model_dir)
     write_pairs(project)
     raw = tiny_params(tiny_model_dir, align={"method": "dpo", "trainer": {"max_steps": 2, "learning_rate": 1e-2}})
@@ -101,11 +130,12 @@ def test_dpo_two_processes_equal_one(project, tiny_model_dir):
     def per_process(n: int) -> dict:  # global batch 4 pairs per step, eval 4 pairs
         return {"align": {"trainer": {"per_device_train_batch_size": 4 // n, "per_device_eval_batch_size": 4 // n}}}
 
-    one, two, loss_one, loss_two = run_both(project, raw, per_process, "train/loss")
+    one, two, loss_one, loss_two = run_both(project, raw, per_process, "train/loss", LAUNCHERS[layout])
     assert_same_training(one, two, loss_one, loss_two)
 
 
-def test_ppo_two_processes_equal_one(project, tiny_model_dir):
+@pytest.mark.parametrize("layout", LAUNCHERS)
+def test_ppo_two_processes_equal_one(project, tiny_model_dir, layout):
     from tasks.common.params import load_params
     from tasks.train_reward import run_train_reward
 
@@ -117,7 +147,8 @@ def test_ppo_two_processes_equal_one(project, tiny_model_dir):
            "generation": {"max_new_tokens": 6, "top_k": 1}}  # greedy: the same responses in both layouts
     raw = tiny_params(tiny_model_dir, align={"method": "ppo", "ppo": ppo})
 
-    one, two, loss_one, loss_two = run_both(project, raw, lambda n: {}, "train/loss/total")  # PPO splits the global batch itself
+    # PPO splits the global batch itself
+    one, two, loss_one, loss_two = run_both(project, raw, lambda n: {}, "train/loss/total", LAUNCHERS[layout])
     assert_same_training(one, two, loss_one, loss_two)
     curves = (project / "plots/align.csv").read_text().splitlines()
     assert len(curves) == 3  # header + 2 steps, written once by rank 0

@@ -1,0 +1,2 @@
+-- The second database of the shared PostgreSQL: Prefect's (MLflow's is POSTGRES_DB).
+CREATE DATABASE prefect OWNER alignflow;
