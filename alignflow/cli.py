@@ -11,6 +11,8 @@
     alignflow report RUN_ID [--output DIR]            re-render a run's evaluation report from MLflow
     alignflow label import|add-labeller NAME|serve|export   human labelling page (alignflow/labeling/)
     alignflow deploy --pool POOL [--repo URL --rev REV]   register the pipeline on a Prefect work pool (a team's workers)
+    alignflow sweep -S KEY=V1,V2 [-S …] [--jobs N]    a grid as queued DVC experiments under one MLflow run
+    alignflow compare --sweep NAME                    that sweep's experiments side by side
 
 Heavy imports (Prefect, DVC, torch) happen inside the commands so `alignflow --help` is instant.
 
@@ -144,8 +146,8 @@ def _compare(args: argparse.Namespace) -> int:
     from tasks.common.io import atomic_write_text
     from tasks.common.tracking import tracking_uri
 
-    if args.runs and args.last is not None:
-        print("alignflow compare: give run ids or --last N, not both", file=sys.stderr)
+    if sum(map(bool, (args.runs, args.last is not None, args.sweep))) > 1:
+        print("alignflow compare: give run ids, --last N or --sweep NAME, not two of them", file=sys.stderr)
         return 2
     # one params.yaml download per run: a progress bar each would bury the table
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -156,11 +158,16 @@ def _compare(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     client = MlflowClient(uri)
+    from flows.sweep import SweepError, sweep_runs
+
+    experiment = args.experiment or (_params(args).pipeline.experiment if not args.runs else None)
     try:
-        run_ids = args.runs or pipeline_runs(
-            client, args.experiment or _params(args).pipeline.experiment, args.last or 5)
+        if args.sweep:
+            run_ids = sweep_runs(client, experiment, args.sweep)
+        else:
+            run_ids = args.runs or pipeline_runs(client, experiment, args.last or 5)
         text = FORMATS[args.format](collect(client, run_ids, args.metrics or DEFAULT_PATTERNS))
-    except CompareError as exc:
+    except (CompareError, SweepError) as exc:
         print(f"alignflow compare: {exc}", file=sys.stderr)
         return 2
     if args.output:
@@ -202,6 +209,19 @@ def _report(args: argparse.Namespace) -> int:
         return 2
     print(f"evaluation report: {os.path.abspath(path)}")
     return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """`alignflow sweep`: exit 2 on a malformed -S or a dvc command that failed, 1 when an experiment failed."""
+    from flows.compare_methods import CompareMethodsError
+    from flows.sweep import SweepError, run_sweep
+
+    _params(args)
+    try:
+        return run_sweep(args.set, name=args.name, jobs=args.jobs)
+    except (SweepError, CompareMethodsError) as exc:
+        print(f"alignflow sweep: error: {exc}", file=sys.stderr)
+        return 2
 
 
 def _deploy(args: argparse.Namespace) -> int:
@@ -293,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "run); default: the last pipeline runs")
     cmp.add_argument("--last", type=_int_in(1), default=None, metavar="N", help="the last N pipeline runs (default 5)")
     cmp.add_argument("--experiment", default=None, help="default: params.yaml pipeline.experiment")
+    cmp.add_argument("--sweep", default=None, metavar="NAME", help="the experiments of an `alignflow sweep`")
     cmp.add_argument("--metrics", nargs="+", default=None, metavar="PATTERN",
                      help="fnmatch patterns of metric names (default: policy/* sft/* gate/* guard/*); put run ids "
                      "before this option")
@@ -325,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--chat-model", default=None, help="serve this model dir on /chat instead of the MLflow champion")
     lab_sub.add_parser("export", help="write params.label.export (+ data/human/feedback.jsonl) and print agreement")
     lab.set_defaults(fn=_label)
+
+    swp = sub.add_parser("sweep", help="a grid of settings as queued DVC experiments under one MLflow parent run")
+    swp.add_argument("-S", "--set", action="append", required=True, metavar="KEY=V1,V2",
+                     help="a params.yaml key and its values (repeat for a grid)")
+    swp.add_argument("--jobs", type=_int_in(1), default=1, help="queue workers (dvc queue start -j; default 1)")
+    swp.add_argument("--name", default=None, help="the sweep's name (default sweep-<date>-<time>)")
+    swp.set_defaults(fn=_sweep)
 
     dep = sub.add_parser("deploy", help="register the pipeline as a Prefect deployment on a work pool (a team's "
                          "workers run it: README \"Running as a team\")")

@@ -230,25 +230,58 @@ def test_bucket_holds_mlflow_artifacts_and_dvc_objects(services, team_run):
     assert sum(k.startswith("dvc/files/md5/") for k in keys) > 10
 
 
-def test_a_second_clone_pulls_and_is_up_to_date(services, deployed, team_run, tmp_path):
+@pytest.fixture(scope="module")
+def results_clone(services, deployed, team_run, tmp_path_factory) -> Path:
+    """A second clone, as a teammate on another machine makes it: the run's results branch, then `dvc pull`."""
     _, run = team_run
-    _, origin, _, _ = deployed
     env = _env(services)
-    clone = tmp_path / "clone"
-    _sh(["git", "clone", "-q", "-b", f"alignflow/runs/{run.name}", origin.as_uri(), str(clone)], tmp_path, env)
-    assert (clone / "dvc.lock").exists() and (clone / "metrics" / "eval.json").exists()
+    clone = tmp_path_factory.mktemp("results") / "clone"
+    _sh(["git", "clone", "-q", "-b", f"alignflow/runs/{run.name}", deployed[1].as_uri(), str(clone)], clone.parent, env)
     _sh([str(BIN / "dvc"), "pull"], clone, env)
-    status = _sh([str(BIN / "dvc"), "status"], clone, env)
+    return clone
+
+
+def test_a_second_clone_pulls_and_is_up_to_date(services, results_clone):
+    env = _env(services)
+    assert (results_clone / "dvc.lock").exists() and (results_clone / "metrics" / "eval.json").exists()
+    status = _sh([str(BIN / "dvc"), "status"], results_clone, env)
     assert "Data and pipelines are up to date" in status, status
-    assert (clone / "models" / "policy" / "alignflow_model.json").exists()
+    assert (results_clone / "models" / "policy" / "alignflow_model.json").exists()
     # the run's report re-rendered from the tracking server, on a machine that never ran it
     from mlflow import MlflowClient
 
-    parent = MlflowClient(tracking_uri=services.mlflow_uri).search_runs(
-        [MlflowClient(tracking_uri=services.mlflow_uri).get_experiment_by_name("alignflow").experiment_id],
-        "tags.`alignflow.stage` = 'pipeline'")[0]
-    out = _sh([str(BIN / "python"), "-m", "alignflow", "report", parent.info.run_id], clone, env)
+    client = MlflowClient(tracking_uri=services.mlflow_uri)
+    parent = client.search_runs([client.get_experiment_by_name("alignflow").experiment_id],
+                                "tags.`alignflow.stage` = 'pipeline'")[0]
+    out = _sh([str(BIN / "python"), "-m", "alignflow", "report", parent.info.run_id], results_clone, env)
     assert "report" in out.lower()
+
+
+def test_a_queued_sweep_nests_its_experiments_under_one_parent(services, results_clone):
+    """`alignflow sweep` in the teammate's clone: two queued DVC experiments (align.beta), each an MLflow run under
+    the sweep's run on the tracking server, each with its own stage runs; `alignflow compare --sweep` reads them."""
+    from mlflow import MlflowClient
+
+    env = _env(services)
+    out = _sh([str(BIN / "python"), "-m", "alignflow", "sweep", "-S", "align.beta=0.05,0.3", "--name", "tsweep"],
+              results_clone, env, timeout=1500)
+    assert "tsweep-0: Success" in out and "tsweep-1: Success" in out, out
+    client = MlflowClient(tracking_uri=services.mlflow_uri)
+    exp_id = client.get_experiment_by_name("alignflow").experiment_id
+    sweeps = client.search_runs([exp_id], "tags.`alignflow.sweep` = 'tsweep' and tags.`alignflow.stage` = 'sweep'")
+    assert len(sweeps) == 1
+    experiments = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{sweeps[0].info.run_id}'")
+    assert sorted(r.data.tags["alignflow.dvc_exp"] for r in experiments) == ["tsweep-0", "tsweep-1"]
+    betas = set()
+    for run in experiments:
+        assert run.info.status == "FINISHED"
+        stages = client.search_runs([exp_id], f"tags.`mlflow.parentRunId` = '{run.info.run_id}'")
+        by_stage = {s.data.tags["alignflow.stage"]: s for s in stages}
+        assert {"align", "evaluate"} <= set(by_stage)  # the baseline's other stages came from the DVC cache
+        betas.add(by_stage["align"].data.params["align.beta"])
+    assert betas == {"0.05", "0.3"}
+    table = _sh([str(BIN / "python"), "-m", "alignflow", "compare", "--sweep", "tsweep"], results_clone, env)
+    assert "align.beta" in table and "0.05" in table and "0.3" in table, table
 
 
 @pytest.fixture(scope="module")

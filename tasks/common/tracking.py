@@ -7,6 +7,11 @@ logs into whichever run is active, i.e. the stage's run.
 
 Embedded default: `sqlite:///mlflow.db` with artifacts in ./mlartifacts; MLFLOW_TRACKING_URI points elsewhere.
 
+A sweep (`alignflow sweep`, flows/sweep.py) runs each combination as a queued DVC experiment, whose stages the queue
+worker runs in a temporary copy of the repository with DVC_EXP_NAME set, and the sweep's parent run id in
+ALIGNFLOW_SWEEP_RUN_ID: there each stage run is the child of its experiment's run (found by name, created by the
+experiment's first stage), which is the child of the sweep's run — one nested run per experiment.
+
 Under a multi-process launch only the main process (rank 0) opens the run and logs; on the other ranks
 `stage_run` yields None and the logging helpers here do nothing (a bare `mlflow.log_*` there would start a stray
 run of its own), and TRL's MLflowCallback already logs from rank 0 only.
@@ -24,6 +29,8 @@ from typing import Any
 from tasks.common.distributed import is_main_process
 
 PARENT_ENV = "ALIGNFLOW_PARENT_RUN_ID"
+SWEEP_ENV = "ALIGNFLOW_SWEEP_RUN_ID"
+SWEEP_TAG, EXPERIMENT_TAG = "alignflow.sweep", "alignflow.dvc_exp"
 DEFAULT_DB = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 
@@ -87,16 +94,44 @@ def stage_run(stage: str, params: Any, section: dict[str, Any] | None = None) ->
 
     experiment_id = configure(params.pipeline.experiment)
     parent = os.environ.get(PARENT_ENV) or None
+    sweep, exp_name = os.environ.get(SWEEP_ENV), os.environ.get("DVC_EXP_NAME")
+    if sweep and exp_name:
+        parent = sweep_experiment_run(experiment_id, sweep, exp_name)
     tags = {"alignflow.stage": stage, "git_sha": git_sha(), "seed": str(params.seed)}
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=stage, parent_run_id=parent, tags=tags
-    ) as run:
-        if section:
-            flat = {k: str(v)[:6000] for k, v in flatten(section, stage).items()}
-            mlflow.log_params(flat)
-        mlflow.log_param("seed", params.seed)
-        yield run
-        mlflow.log_metric("sys/peak_rss_mb", peak_rss_mb())
+    if exp_name:
+        tags[EXPERIMENT_TAG] = exp_name
+    status = "FAILED"
+    try:
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=stage, parent_run_id=parent, tags=tags
+        ) as run:
+            if section:
+                flat = {k: str(v)[:6000] for k, v in flatten(section, stage).items()}
+                mlflow.log_params(flat)
+            mlflow.log_param("seed", params.seed)
+            yield run
+            mlflow.log_metric("sys/peak_rss_mb", peak_rss_mb())
+        status = "FINISHED"
+    finally:
+        if sweep and exp_name:  # the experiment's run ends with each stage (the next one reopens it)
+            mlflow.MlflowClient().set_terminated(parent, status)
+
+
+def sweep_experiment_run(experiment_id: str, sweep_run_id: str, exp_name: str) -> str:
+    """The run of DVC experiment `exp_name` under the sweep's run: found by tag, else created. One experiment's
+    stages run one after another in one queue worker, so two stages never create it at once."""
+    import mlflow
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    client = mlflow.MlflowClient()
+    found = client.search_runs(
+        [experiment_id], f"tags.`{EXPERIMENT_TAG}` = '{exp_name}' and tags.`{MLFLOW_PARENT_RUN_ID}` = '{sweep_run_id}'")
+    if found:
+        return found[0].info.run_id
+    sweep_name = client.get_run(sweep_run_id).data.tags.get(SWEEP_TAG, "")
+    return client.create_run(experiment_id, run_name=exp_name, tags={
+        MLFLOW_PARENT_RUN_ID: sweep_run_id, EXPERIMENT_TAG: exp_name, SWEEP_TAG: sweep_name,
+        "alignflow.stage": "experiment"}).info.run_id
 
 
 def peak_rss_mb() -> float:
