@@ -230,6 +230,25 @@ def test_bucket_holds_mlflow_artifacts_and_dvc_objects(services, team_run):
     assert sum(k.startswith("dvc/files/md5/") for k in keys) > 10
 
 
+def test_no_secret_reaches_params_mlflow_git_or_logs(services, deployed, team_run):
+    """Credentials live in the environment only: not in params, MLflow (params, tags), the git history the worker
+    pushed, or the worker's log."""
+    from mlflow import MlflowClient
+
+    root, origin, _, _ = deployed
+    secrets = [services.s3_secret, services.pg_password]
+    client = MlflowClient(tracking_uri=services.mlflow_uri)
+    exp_id = client.get_experiment_by_name("alignflow").experiment_id
+    for run in client.search_runs([exp_id]):
+        recorded = json.dumps([run.data.params, run.data.tags])
+        assert not any(secret in recorded for secret in secrets), run.info.run_id
+    history = subprocess.run(["git", "--git-dir", str(origin), "log", "--all", "-p"], capture_output=True,
+                             text=True, check=True).stdout
+    log = (root / "worker.log").read_text(errors="replace")
+    for secret in secrets:
+        assert secret not in history and secret not in log
+
+
 @pytest.fixture(scope="module")
 def results_clone(services, deployed, team_run, tmp_path_factory) -> Path:
     """A second clone, as a teammate on another machine makes it: the run's results branch, then `dvc pull`."""
