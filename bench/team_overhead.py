@@ -94,7 +94,7 @@ def main() -> None:
                 "mlflow_sqlite": mlflow_logging(f"sqlite:///{work / 'mlflow.db'}", args.metrics, work),
             }
         finally:
-            services.stop()
+            services.destroy()
     dvc = result["dvc"]
     default_gb = 3.0
     result["default_run_extra_s"] = round(default_gb * 1024 / dvc["push_mb_per_s"], 1)

@@ -65,7 +65,7 @@ def services(tmp_path_factory):
     try:
         yield s
     finally:
-        s.stop()
+        s.destroy()
 
 
 @pytest.fixture(scope="module")
