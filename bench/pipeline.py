@@ -148,7 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     params = load_params()
     client = MlflowClient(tracking_uri())
-    doc: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds"), "tracking_uri": tracking_uri(),
+    # the project's own sqlite store is recorded relative to the project, so a result file names no machine path
+    uri = tracking_uri().replace(f"sqlite:///{Path.cwd().resolve()}/", "sqlite:///")
+    doc: dict[str, Any] = {"date": dt.datetime.now().isoformat(timespec="seconds"), "tracking_uri": uri,
                            "default_run": stage_figures(client, find_run(client, params.pipeline.experiment, args.run_id))}
     if args.noop:
         doc["noop"] = noop_timings(args.reps)

@@ -32,6 +32,8 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from flows.executables import venv_exe
+
 HOST = "127.0.0.1"
 PG_USER = "alignflow"
 BUCKET = "alignflow"
@@ -188,7 +190,7 @@ class ServiceSet:
 
     def _start_s3(self) -> None:
         """moto's S3 server (moto[server] from PyPI); MinIO in docker-compose.yml speaks the same protocol."""
-        self._spawn("s3", [_venv_bin("moto_server"), "-H", HOST, "-p", str(self.s3_port)])
+        self._spawn("s3", [venv_exe("moto_server"), "-H", HOST, "-p", str(self.s3_port)])
         _wait_http(f"{self.s3_endpoint}/", "s3", self.state / "s3.log", self.pids["s3"])
         import boto3
 
@@ -200,7 +202,7 @@ class ServiceSet:
     def _start_mlflow(self) -> None:
         """MLflow on PostgreSQL; artifacts go to S3 *through* the server (--serve-artifacts), so a client needs only
         the tracking URI."""
-        self._spawn("mlflow", [_venv_bin("mlflow"), "server", "--host", HOST, "--port", str(self.mlflow_port),
+        self._spawn("mlflow", [venv_exe("mlflow"), "server", "--host", HOST, "--port", str(self.mlflow_port),
                                "--workers", "1", "--backend-store-uri", self.pg_url("mlflow", "postgresql+psycopg2"),
                                "--artifacts-destination", f"s3://{BUCKET}/mlflow", "--serve-artifacts"])
         _wait_http(f"{self.mlflow_uri}/health", "mlflow", self.state / "mlflow.log", self.pids["mlflow"], timeout=180)
@@ -209,7 +211,7 @@ class ServiceSet:
         env = {"PREFECT_API_DATABASE_CONNECTION_URL": self.pg_url("prefect", "postgresql+asyncpg"),
                "PREFECT_HOME": str(self.state / "prefect-home"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                "PREFECT_API_URL": self.prefect_api}
-        self._spawn("prefect", [_venv_bin("prefect"), "server", "start", "--host", HOST, "--port",
+        self._spawn("prefect", [venv_exe("prefect"), "server", "start", "--host", HOST, "--port",
                                 str(self.prefect_port)], extra_env=env)
         _wait_http(f"{self.prefect_api}/health", "prefect", self.state / "prefect.log", self.pids["prefect"],
                    timeout=180)
@@ -245,11 +247,6 @@ class ServiceSet:
         self.stop()
         shutil.rmtree(self._pg_data(), ignore_errors=True)
         shutil.rmtree(self.state, ignore_errors=True)
-
-
-def _venv_bin(name: str) -> str:
-    here = Path(sys.executable).with_name(name)
-    return str(here) if here.exists() else name
 
 
 def _run(cmd: list[str], log: Path) -> None:

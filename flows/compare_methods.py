@@ -64,14 +64,29 @@ class CompareMethodsError(RuntimeError):
     """A dvc command failed or an experiment is missing; the message names it."""
 
 
+def shared_caches(params: Any, root: Path) -> dict[str, str]:
+    """The project's judge and evaluate caches by absolute path, as -S overrides: queued experiments run in
+    temporary copies of the repository, where the relative paths would start empty (also for `alignflow sweep`)."""
+    return {"paths.judge_cache": str((root / params.paths.judge_cache).resolve()),
+            "paths.eval_cache": str((root / params.paths.eval_cache).resolve())}
+
+
+def queue_environment(**extra: str) -> None:
+    """The environment `dvc queue start` hands its workers: this project's MLflow store (absolute), this
+    interpreter's tools first on PATH (the worker runs `dvc` and each stage's `python -m tasks...`), and `extra`."""
+    from tasks.common.tracking import tracking_uri
+
+    os.environ.update({"MLFLOW_TRACKING_URI": tracking_uri(),
+                       "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}", **extra})
+
+
 def common_overrides(params: Any, root: Path) -> dict[str, str]:
     """What every compared experiment shares beyond params.yaml: no promotion, one MLflow experiment, the
-    project's caches (queued experiments run in temporary copies, where relative paths would start empty)."""
+    project's caches."""
     return {
         "evaluate.gate.enabled": "false",
         "pipeline.experiment": f"{params.pipeline.experiment}-compare-methods",
-        "paths.judge_cache": str((root / params.paths.judge_cache).resolve()),
-        "paths.eval_cache": str((root / params.paths.eval_cache).resolve()),
+        **shared_caches(params, root),
     }
 
 
@@ -155,8 +170,9 @@ def update_readme(readme: Path, table_md: str, note: str) -> bool:
 
 
 def _dvc(args: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).parent / "dvc"
-    cmd = [str(exe) if exe.exists() else "dvc", *args[1:]]
+    from flows.executables import venv_exe
+
+    cmd = [venv_exe("dvc"), *args[1:]]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if check and r.returncode != 0:
         raise CompareMethodsError(f"`{' '.join(args)}` failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
@@ -207,7 +223,7 @@ def log_to_mlflow(params: Any, rows, files: list[Path], prefix: str) -> str:
 def run_compare_methods(methods: list[str], collect: str | None = None, jobs: int = 1, readme: bool = False,
                         dry_run: bool = False, out=sys.stdout) -> int:
     from tasks.common.params import load_params
-    from tasks.common.tracking import configure, tracking_uri
+    from tasks.common.tracking import configure
     from tasks.evaluation.method_table import to_markdown, write_outputs
 
     params, root = load_params(), Path.cwd()
@@ -222,10 +238,7 @@ def run_compare_methods(methods: list[str], collect: str | None = None, jobs: in
             return 0
         # queued experiments run in temporary copies: MLflow must point at this project's store, and the
         # comparison's experiment must exist first so that its artifact location is this project's mlruns/
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri()
-        # the queue worker is spawned as `dvc` from PATH and runs each stage's `python -m tasks...`: this interpreter's
-        # environment first, also when alignflow was started as .venv/bin/alignflow without activating it
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        queue_environment()
         configure(f"{params.pipeline.experiment}-compare-methods")
         for c in cmds:
             _dvc(c)

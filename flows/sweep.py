@@ -21,7 +21,6 @@ and stops idle workers first.
 from __future__ import annotations
 
 import itertools
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -49,9 +48,9 @@ def grid(sets: list[str]) -> list[dict[str, str]]:
 def run_sweep(sets: list[str], name: str | None = None, jobs: int = 1, out=sys.stdout) -> int:
     import mlflow
 
-    from flows.compare_methods import _dvc, wait
+    from flows.compare_methods import _dvc, queue_environment, shared_caches, wait
     from tasks.common.params import load_params
-    from tasks.common.tracking import SWEEP_ENV, SWEEP_TAG, configure, tracking_uri
+    from tasks.common.tracking import SWEEP_ENV, SWEEP_TAG, configure
 
     combos = grid(sets)
     params, root = load_params(), Path.cwd()
@@ -61,9 +60,7 @@ def run_sweep(sets: list[str], name: str | None = None, jobs: int = 1, out=sys.s
     _dvc(["dvc", "queue", "stop"], check=False)  # idle workers would keep an older environment
     name = name or datetime.now().strftime("sweep-%Y%m%d-%H%M%S")
     names = [f"{name}-{i}" for i in range(len(combos))]
-    # queued experiments run in temporary copies: caches by absolute path, so every experiment shares them
-    common = {"paths.judge_cache": str((root / params.paths.judge_cache).resolve()),
-              "paths.eval_cache": str((root / params.paths.eval_cache).resolve())}
+    common = shared_caches(params, root)
     experiment_id = configure(params.pipeline.experiment)
     with mlflow.start_run(experiment_id=experiment_id, run_name=name,
                           tags={SWEEP_TAG: name, "alignflow.stage": "sweep"}) as parent:
@@ -71,8 +68,7 @@ def run_sweep(sets: list[str], name: str | None = None, jobs: int = 1, out=sys.s
         for exp_name, combo in zip(names, combos, strict=True):
             sets_args = [a for k, v in {**common, **combo}.items() for a in ("-S", f"{k}={v}")]
             _dvc(["dvc", "exp", "run", "--queue", "-n", exp_name, *sets_args])
-        os.environ.update({SWEEP_ENV: parent.info.run_id, "MLFLOW_TRACKING_URI": tracking_uri(),
-                           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"})
+        queue_environment(**{SWEEP_ENV: parent.info.run_id})
         print(f"sweep {name}: {len(names)} experiments queued (MLflow run {parent.info.run_id}); "
               f"starting {jobs} queue worker(s)", file=out, flush=True)
         _dvc(["dvc", "queue", "start", "-j", str(jobs)])

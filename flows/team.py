@@ -22,20 +22,16 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from flows.executables import venv_exe
 
 RUN_BRANCH_PREFIX = "alignflow/runs/"
 
 
 class TeamSyncError(RuntimeError):
     """A dvc pull/push or git push failed; the message holds the command and the end of its output."""
-
-
-def _dvc() -> str:
-    here = Path(sys.executable).with_name("dvc")
-    return str(here) if here.exists() else "dvc"
 
 
 def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 3600) -> str:
@@ -48,7 +44,7 @@ def _run(cmd: list[str], env: dict[str, str] | None = None, timeout: float = 360
 
 def default_remote() -> str | None:
     """The name of the DVC remote marked default (`dvc remote add -d`), or None."""
-    out = subprocess.run([_dvc(), "remote", "default"], capture_output=True, text=True)
+    out = subprocess.run([venv_exe("dvc"), "remote", "default"], capture_output=True, text=True)
     name = out.stdout.strip()
     return name if out.returncode == 0 and name else None
 
@@ -57,13 +53,13 @@ def pull(remote: str | None, logger) -> None:
     if not remote:
         return
     logger.info("dvc pull from remote %r (outputs earlier runs pushed; missing ones are computed here)", remote)
-    _run([_dvc(), "pull", "--allow-missing"])
+    _run([venv_exe("dvc"), "pull", "--allow-missing"])
 
 
 def push(remote: str | None, stage: str, logger) -> None:
     if not remote:
         return
-    _run([_dvc(), "push", stage])
+    _run([venv_exe("dvc"), "push", stage])
     logger.info("stage %s: outputs pushed to DVC remote %r", stage, remote)
 
 
